@@ -1,0 +1,41 @@
+//! sluice's file formats: the `sluice.yaml` schema and the `weights.yaml` overlay, validated
+//! into a ready-to-use routing table.
+//!
+//! Everything that can be decided without a socket lives here: the serde mirror of the files
+//! ([`raw`]), validation that reports every problem with file, line/column and field path
+//! ([`ConfigError`]), route matching ([`RouteTable::find`]), the weighted pick
+//! ([`Split::pick`]), and atomic file writing for the control. `sluice-proxy` and
+//! `sluice-control` do the IO around it; neither parses a file itself.
+
+mod address;
+mod atomic_write;
+mod check;
+mod config;
+mod document;
+mod duration;
+mod error;
+mod listener;
+mod matcher;
+pub mod raw;
+mod rollout;
+mod route;
+mod source_map;
+mod split;
+mod upstream;
+mod weights;
+
+pub use address::{Address, Host};
+pub use atomic_write::write_atomic;
+pub use config::{
+    Config, Control, DEFAULT_ADMIN_ADDRESS, DEFAULT_CONTROL_ADDRESS, DEFAULT_CONTROL_STATE,
+};
+pub use document::{Format, MAX_FILE_BYTES};
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, FieldPath, Invalid, Location, Problem, Segment};
+pub use listener::{Listener, ListenerProtocol, ServerTls};
+pub use matcher::{request_host, HostMatch, PathMatch, RequestHead, RouteMatch, ValueMatch};
+pub use rollout::{Analysis, FailureCounting, MetricsSource, Rollout};
+pub use route::{Route, RouteTable, Sticky, DEFAULT_ROUTE_TIMEOUT};
+pub use split::{Backend, Split, Weight, MAX_WEIGHT, WEIGHT_SCALE};
+pub use upstream::{ClientTls, OutlierDetection, Upstream, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT};
+pub use weights::{WeightEntry, Weights};

@@ -1,0 +1,120 @@
+//! Listeners (where the proxy accepts traffic) and the admin endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::check::Checker;
+use crate::error::{FieldPath, Invalid};
+use crate::raw::{RawListener, RawServerTls};
+
+/// One listening socket of the proxy. Startup-only: changes need a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    /// Name (the `listener` label of `sluice_active_connections`).
+    pub name: String,
+    /// Where to listen; port 0 picks a free port.
+    pub address: SocketAddr,
+    /// Which HTTP versions to speak.
+    pub protocol: ListenerProtocol,
+    /// TLS termination, when configured.
+    pub tls: Option<ServerTls>,
+}
+
+/// The HTTP versions a listener accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge in cleartext, ALPN with TLS). The default.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
+
+/// TLS termination settings (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerTls {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+pub(crate) fn compile_listeners(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<RawListener>>,
+) -> Vec<Listener> {
+    let root = FieldPath::root();
+    let Some(raw) = check.required(raw, &root, "listeners") else {
+        return Vec::new();
+    };
+    if raw.is_empty() {
+        check.report(root.key("listeners"), Invalid::Empty("listeners"));
+    }
+    let mut names = HashMap::new();
+    let mut addresses: HashMap<String, FieldPath> = HashMap::new();
+    let mut listeners = Vec::new();
+    for (i, listener) in raw.iter().enumerate() {
+        let path = root.key("listeners").index(i);
+        let name = check.name(&listener.name, &path, "name");
+        if let Some(name) = &name {
+            check.unique(&mut names, name, path.key("name"), "listener name");
+        }
+        let address = check
+            .required(&listener.address, &path, "address")
+            .and_then(|a| check.bind_address(a, path.key("address")));
+        if let Some(address) = &address {
+            if address.port() != 0 {
+                check.unique(&mut addresses, &address.to_string(), path.key("address"), "listener address");
+            }
+        }
+        let protocol = check.choice(&listener.protocol, path.key("protocol"), &["auto", "http1", "http2"]);
+        // `Err` when TLS is configured but invalid (already reported).
+        let tls = match &listener.tls {
+            None => Ok(None),
+            Some(raw) => compile_server_tls(check, raw, &path.key("tls")).map(Some).ok_or(()),
+        };
+        if let (Some(name), Some(address), Some(protocol), Ok(tls)) =
+            (name, address.and_then(|a| a.bind_addr()), protocol, tls)
+        {
+            listeners.push(Listener {
+                name,
+                address,
+                protocol: match protocol {
+                    "http1" => ListenerProtocol::Http1,
+                    "http2" => ListenerProtocol::Http2,
+                    _ => ListenerProtocol::Auto,
+                },
+                tls,
+            });
+        }
+    }
+    listeners
+}
+
+fn compile_server_tls(check: &mut Checker<'_>, raw: &RawServerTls, path: &FieldPath) -> Option<ServerTls> {
+    let cert = check
+        .required(&raw.cert, path, "cert")
+        .and_then(|c| check.file(c, path.key("cert")));
+    let key = check
+        .required(&raw.key, path, "key")
+        .and_then(|k| check.file(k, path.key("key")));
+    let client_ca = raw
+        .client_ca
+        .as_ref()
+        .map(|ca| check.file(ca, path.key("client_ca")));
+    Some(ServerTls {
+        cert: cert?,
+        key: key?,
+        client_ca: match client_ca {
+            Some(ca) => Some(ca?),
+            None => None,
+        },
+    })
+}

@@ -1,0 +1,318 @@
+//! Turns the raw `routes:` list into [`Route`]s, reporting every problem.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+
+use super::{Route, RouteTable, Sticky};
+use crate::check::Checker;
+use crate::error::{known_list, FieldPath, Invalid};
+use crate::matcher::{full_match_regex, HostMatch, PathMatch, RouteMatch, ValueMatch};
+use crate::raw::{OrderedMap, RawBackend, RawMatch, RawRoute, RawSticky, RawValueMatch};
+use crate::split::{Backend, Split, Weight};
+use crate::upstream::Upstream;
+
+/// A route's timeout when none is given (Envoy's default too).
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub(crate) fn compile_routes(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<RawRoute>>,
+    upstreams: &[Upstream],
+    declared: &[&str],
+) -> RouteTable {
+    let root = FieldPath::root();
+    let Some(raw) = check.required(raw, &root, "routes") else {
+        return RouteTable::default();
+    };
+    if raw.is_empty() {
+        check.report(root.key("routes"), Invalid::Empty("routes"));
+    }
+    let mut names = HashMap::new();
+    let mut routes = Vec::new();
+    for (i, route) in raw.iter().enumerate() {
+        let path = root.key("routes").index(i);
+        let name = check.name(&route.name, &path, "name");
+        if let Some(name) = &name {
+            check.unique(&mut names, name, path.key("name"), "route name");
+        }
+        let matches = match &route.matches {
+            None => Some(RouteMatch::default()),
+            Some(m) => compile_match(check, m, &path.key("match")),
+        };
+        let timeout = check.duration(&route.timeout, path.key("timeout"), Some(DEFAULT_ROUTE_TIMEOUT));
+        let sticky = match &route.sticky {
+            None => Some(None),
+            Some(s) => compile_sticky(check, s, &path.key("sticky")).map(Some),
+        };
+        let split = compile_backends(check, &route.backends, &path, upstreams, declared);
+        if let (Some(name), Some(matches), Some(timeout), Some(sticky), Some(split)) =
+            (name, matches, timeout, sticky, split)
+        {
+            routes.push(Route {
+                name: name.into(),
+                matches,
+                timeout: (!timeout.is_zero()).then_some(timeout),
+                sticky,
+                split,
+            });
+        }
+    }
+    RouteTable::new(routes)
+}
+
+fn compile_match(check: &mut Checker<'_>, raw: &RawMatch, path: &FieldPath) -> Option<RouteMatch> {
+    let mut ok = true;
+    let paths = [
+        raw.path_prefix.as_ref().map(|p| ("path_prefix", p)),
+        raw.path_exact.as_ref().map(|p| ("path_exact", p)),
+        raw.path_regex.as_ref().map(|p| ("path_regex", p)),
+    ];
+    let given: Vec<(&str, &String)> = paths.into_iter().flatten().collect();
+    let mut path_match = None;
+    match given.as_slice() {
+        [] => {}
+        [(kind, value)] => {
+            let at = path.key(*kind);
+            path_match = match *kind {
+                "path_regex" => match full_match_regex(value) {
+                    Ok(re) => Some(PathMatch::Regex(re)),
+                    Err(reason) => {
+                        check.report(at, Invalid::Regex { value: value.to_string(), reason });
+                        None
+                    }
+                },
+                _ if !value.starts_with('/') => {
+                    check.report(at, Invalid::Value(format!("path \"{value}\" must start with \"/\"")));
+                    None
+                }
+                "path_exact" => Some(PathMatch::Exact(value.to_string())),
+                _ => Some(PathMatch::Prefix(value.to_string())),
+            };
+            ok &= path_match.is_some();
+        }
+        _ => {
+            let kinds: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+            check.report(
+                path.clone(),
+                Invalid::Value(format!(
+                    "give at most one of path_prefix, path_exact, path_regex (found {})",
+                    kinds.join(", ")
+                )),
+            );
+            ok = false;
+        }
+    }
+    let host = match &raw.host {
+        None => None,
+        Some(h) => match HostMatch::parse(h) {
+            Ok(h) => Some(h),
+            Err(reason) => {
+                check.report(path.key("host"), Invalid::Value(reason));
+                ok = false;
+                None
+            }
+        },
+    };
+    let method = match &raw.method {
+        None => None,
+        Some(m) => {
+            let upper = m.trim().to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if !upper.is_empty() => Some(method),
+                _ => {
+                    check.report(path.key("method"), Invalid::Value(format!("\"{m}\" is not an HTTP method")));
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
+    let headers = compile_value_matches(check, &raw.headers, &path.key("headers"), true);
+    let query = compile_value_matches(check, &raw.query, &path.key("query"), false);
+    let (headers, query) = (headers?, query?);
+    ok.then(|| RouteMatch {
+        host,
+        path: path_match,
+        method,
+        headers: headers
+            .into_iter()
+            .filter_map(|(name, m)| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, m)))
+            .collect(),
+        query,
+    })
+}
+
+/// Header (`is_header`) or query matchers: name → exactly one of exact/prefix/regex/present.
+fn compile_value_matches(
+    check: &mut Checker<'_>,
+    raw: &Option<OrderedMap<RawValueMatch>>,
+    path: &FieldPath,
+    is_header: bool,
+) -> Option<Vec<(String, ValueMatch)>> {
+    let Some(raw) = raw else { return Some(Vec::new()) };
+    let mut ok = true;
+    let mut out = Vec::new();
+    for (name, m) in &raw.0 {
+        let at = path.key(name.as_str());
+        let name = if is_header { name.to_ascii_lowercase() } else { name.clone() };
+        if is_header && HeaderName::from_bytes(name.as_bytes()).is_err() {
+            check.report(at.clone(), Invalid::Value(format!("\"{name}\" is not a valid header name")));
+            ok = false;
+            continue;
+        }
+        if name.is_empty() {
+            check.report(at.clone(), Invalid::Empty("query parameter name"));
+            ok = false;
+            continue;
+        }
+        let kinds = [
+            m.exact.as_ref().map(|v| ("exact", ValueMatch::Exact(v.clone()))),
+            m.prefix.as_ref().map(|v| ("prefix", ValueMatch::Prefix(v.clone()))),
+            m.regex.as_ref().map(|v| ("regex", ValueMatch::Exact(v.clone()))),
+            m.present.map(|p| ("present", ValueMatch::Present(p))),
+        ];
+        let given: Vec<(&str, ValueMatch)> = kinds.into_iter().flatten().collect();
+        match given.len() {
+            1 => {}
+            0 => {
+                check.report(
+                    at,
+                    Invalid::Value("give one of exact, prefix, regex, present".into()),
+                );
+                ok = false;
+                continue;
+            }
+            _ => {
+                let names: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+                check.report(
+                    at,
+                    Invalid::Value(format!(
+                        "give only one of exact, prefix, regex, present (found {})",
+                        names.join(", ")
+                    )),
+                );
+                ok = false;
+                continue;
+            }
+        }
+        let matcher = match (&m.regex, given.into_iter().next()) {
+            (Some(pattern), _) => match full_match_regex(pattern) {
+                Ok(re) => ValueMatch::Regex(re),
+                Err(reason) => {
+                    check.report(at.key("regex"), Invalid::Regex { value: pattern.clone(), reason });
+                    ok = false;
+                    continue;
+                }
+            },
+            (None, Some((_, matcher))) => matcher,
+            (None, None) => continue,
+        };
+        out.push((name, matcher));
+    }
+    ok.then_some(out)
+}
+
+fn compile_sticky(check: &mut Checker<'_>, raw: &RawSticky, path: &FieldPath) -> Option<Sticky> {
+    match (&raw.header, &raw.cookie) {
+        (Some(header), None) => match HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes()) {
+            Ok(name) => Some(Sticky::Header(name)),
+            Err(_) => {
+                check.report(
+                    path.key("header"),
+                    Invalid::Value(format!("\"{header}\" is not a valid header name")),
+                );
+                None
+            }
+        },
+        (None, Some(cookie)) if !cookie.trim().is_empty() => Some(Sticky::Cookie(cookie.clone())),
+        (None, Some(_)) => {
+            check.report(path.key("cookie"), Invalid::Empty("cookie"));
+            None
+        }
+        _ => {
+            check.report(path.clone(), Invalid::Value("give exactly one of header, cookie".into()));
+            None
+        }
+    }
+}
+
+fn compile_backends(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<RawBackend>>,
+    route_path: &FieldPath,
+    upstreams: &[Upstream],
+    declared: &[&str],
+) -> Option<Split> {
+    let raw = check.required(raw, route_path, "backends")?;
+    let path = route_path.key("backends");
+    if raw.is_empty() {
+        check.report(path, Invalid::Empty("backends"));
+        return None;
+    }
+    let mut ok = true;
+    let mut seen = HashMap::new();
+    let mut backends = Vec::new();
+    let mut weights_ok = true;
+    let mut any_positive = false;
+    for (i, backend) in raw.iter().enumerate() {
+        let at = path.index(i);
+        let upstream = check.name(&backend.upstream, &at, "upstream");
+        let weight = match check.required(&backend.weight, &at, "weight") {
+            None => None,
+            Some(w) => match Weight::parse(w) {
+                Ok(w) => Some(w),
+                Err(kind) => {
+                    check.report(at.key("weight"), kind);
+                    None
+                }
+            },
+        };
+        weights_ok &= weight.is_some();
+        any_positive |= weight.is_some_and(|w| !w.is_zero());
+        let Some(name) = upstream else {
+            ok = false;
+            continue;
+        };
+        if !check.unique(&mut seen, &name, at.key("upstream"), "backend") {
+            ok = false;
+            continue;
+        }
+        let index = upstreams.iter().position(|u| &*u.name == name.as_str());
+        match (index, weight) {
+            (Some(upstream), Some(weight)) => backends.push(Backend {
+                name: upstreams[upstream].name.clone(),
+                upstream,
+                weight,
+            }),
+            (None, _) => {
+                // An upstream that is declared but failed its own validation is reported
+                // there, not here.
+                if !declared.contains(&name.as_str()) {
+                    check.report(
+                        at.key("upstream"),
+                        Invalid::UnknownUpstream { name, known: known_list(declared.iter().copied()) },
+                    );
+                }
+                ok = false;
+            }
+            (Some(_), None) => ok = false,
+        }
+    }
+    // Checked apart from the backends' upstreams so it is reported even when one is invalid.
+    if weights_ok && !any_positive {
+        check.report(path, Invalid::AllWeightsZero);
+        return None;
+    }
+    if !ok {
+        return None;
+    }
+    match Split::new(backends) {
+        Ok(split) => Some(split),
+        Err(kind) => {
+            check.report(path, kind);
+            None
+        }
+    }
+}
