@@ -1,0 +1,373 @@
+//! The proxy's metrics: names and labels (part of the contract), the Prometheus recorder, and
+//! pre-resolved handles so the request path never formats a label.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+/// `sluice_requests_total{route,backend,code}`: responses sent, proxy-generated ones included.
+pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
+/// `sluice_request_duration_seconds{route,backend}`: request start to response headers.
+pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";
+/// `sluice_upstream_errors_total{backend,kind}`: kind is connect, timeout, reset or tls.
+pub const UPSTREAM_ERRORS: &str = "sluice_upstream_errors_total";
+/// `sluice_route_backend_weight{route,backend}`: the weight in force.
+pub const ROUTE_BACKEND_WEIGHT: &str = "sluice_route_backend_weight";
+/// `sluice_config_reloads_total{result}`: `ok` or `error`.
+pub const CONFIG_RELOADS: &str = "sluice_config_reloads_total";
+/// `sluice_config_generation`: increments with every applied config or weights change.
+pub const CONFIG_GENERATION: &str = "sluice_config_generation";
+/// `sluice_active_connections{listener}`: open client connections.
+pub const ACTIVE_CONNECTIONS: &str = "sluice_active_connections";
+/// `sluice_endpoint_healthy{backend,endpoint}`: 1 unless ejected by outlier detection.
+pub const ENDPOINT_HEALTHY: &str = "sluice_endpoint_healthy";
+/// `sluice_backend_failovers_total{route,backend}`: requests the split gave to `backend` that
+/// went to another backend because `backend` had no healthy endpoint. `sluice-control` counts
+/// them as failed canary requests, so an ejected canary cannot hide from the analysis.
+pub const BACKEND_FAILOVERS: &str = "sluice_backend_failovers_total";
+
+/// Label keys.
+pub const LABEL_ROUTE: &str = "route";
+/// Label key of the backend (the upstream's name).
+pub const LABEL_BACKEND: &str = "backend";
+/// Label key of the HTTP status code.
+pub const LABEL_CODE: &str = "code";
+/// Label key of the upstream error kind.
+pub const LABEL_KIND: &str = "kind";
+/// Label key of the reload result.
+pub const LABEL_RESULT: &str = "result";
+/// Label key of the listener name.
+pub const LABEL_LISTENER: &str = "listener";
+/// Label key of the endpoint address.
+pub const LABEL_ENDPOINT: &str = "endpoint";
+
+/// Upper bounds (seconds) of the request duration histogram: 1 ms to 10 s with 26 buckets per
+/// decade (each bound ~1.093x the previous), so a p95 interpolated inside a bucket is within
+/// 10% of the true p95 anywhere in that range; then 15 s, 30 s, 60 s for the tail. Bounds are
+/// rounded to 3 significant digits so the `le` labels stay readable.
+pub fn duration_buckets() -> Vec<f64> {
+    let mut bounds: Vec<f64> = (0..=104)
+        .map(|i| {
+            let raw = 0.001 * 10f64.powf(f64::from(i) / 26.0);
+            let magnitude = 10f64.powf(raw.log10().floor() - 2.0);
+            (raw / magnitude).round() * magnitude
+        })
+        .collect();
+    bounds.extend([15.0, 30.0, 60.0]);
+    bounds.dedup_by(|a, b| (*a - *b).abs() < f64::EPSILON);
+    bounds
+}
+
+/// The recorder of one proxy instance plus its handle for rendering. Not installed globally:
+/// each instance (and each in-process test proxy) has its own.
+#[derive(Debug)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    backends: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<BackendMetrics>>>,
+    upstream_errors: Mutex<HashMap<Arc<str>, Arc<UpstreamErrorCounters>>>,
+    reloads_ok: Counter,
+    reloads_error: Counter,
+    generation: Gauge,
+}
+
+/// Handles for one route/backend pair, resolved once per config generation.
+#[derive(Debug)]
+pub struct BackendMetrics {
+    route: Arc<str>,
+    backend: Arc<str>,
+    duration: Histogram,
+    failovers: Counter,
+    codes: StatusCounters,
+    recorder: Arc<PrometheusRecorder>,
+}
+
+/// `sluice_upstream_errors_total` handles of one backend, one per kind.
+#[derive(Debug)]
+pub struct UpstreamErrorCounters {
+    connect: Counter,
+    timeout: Counter,
+    reset: Counter,
+    tls: Counter,
+}
+
+/// Per-status counters: the usual codes in fixed slots, the rest behind a lock on first use.
+#[derive(Debug, Default)]
+struct StatusCounters {
+    common: [OnceLock<Counter>; COMMON_CODES.len()],
+    other: Mutex<HashMap<u16, Counter>>,
+}
+
+const COMMON_CODES: [u16; 16] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 408, 429, 500, 502, 503,
+];
+
+impl Metrics {
+    /// A fresh recorder with the duration buckets and every metric described.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &duration_buckets())
+            .map(PrometheusBuilder::build_recorder)
+            // The bucket list is a non-empty constant, the only thing that can fail here.
+            .expect("duration buckets are non-empty");
+        describe(&recorder);
+        let handle = recorder.handle();
+        let reloads_ok = register_counter(&recorder, CONFIG_RELOADS, &[(LABEL_RESULT, "ok")]);
+        let reloads_error = register_counter(&recorder, CONFIG_RELOADS, &[(LABEL_RESULT, "error")]);
+        reloads_ok.increment(0);
+        reloads_error.increment(0);
+        let generation = recorder.register_gauge(&Key::from_name(CONFIG_GENERATION), &metadata());
+        Self {
+            recorder: Arc::new(recorder),
+            handle,
+            backends: Mutex::default(),
+            upstream_errors: Mutex::default(),
+            reloads_ok,
+            reloads_error,
+            generation,
+        }
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Moves recorded histogram samples into their buckets; run periodically so samples do not
+    /// pile up between scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// The handles for `route`/`backend`, shared by every generation that has the pair.
+    pub fn backend(&self, route: &Arc<str>, backend: &Arc<str>) -> Arc<BackendMetrics> {
+        let mut map = self.backends.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry((route.clone(), backend.clone()))
+            .or_insert_with(|| {
+                let labels = [(LABEL_ROUTE, &**route), (LABEL_BACKEND, &**backend)];
+                Arc::new(BackendMetrics {
+                    route: route.clone(),
+                    backend: backend.clone(),
+                    duration: self
+                        .recorder
+                        .register_histogram(&key(REQUEST_DURATION, &labels), &metadata()),
+                    failovers: register_counter(&self.recorder, BACKEND_FAILOVERS, &labels),
+                    codes: StatusCounters::default(),
+                    recorder: self.recorder.clone(),
+                })
+            })
+            .clone()
+    }
+
+    /// The upstream error counters of `backend`.
+    pub fn upstream_errors(&self, backend: &Arc<str>) -> Arc<UpstreamErrorCounters> {
+        let mut map = self.upstream_errors.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(backend.clone())
+            .or_insert_with(|| {
+                let counter = |kind: &str| {
+                    register_counter(&self.recorder, UPSTREAM_ERRORS, &[(LABEL_BACKEND, backend), (LABEL_KIND, kind)])
+                };
+                Arc::new(UpstreamErrorCounters {
+                    connect: counter("connect"),
+                    timeout: counter("timeout"),
+                    reset: counter("reset"),
+                    tls: counter("tls"),
+                })
+            })
+            .clone()
+    }
+
+    /// `sluice_route_backend_weight{route,backend}`.
+    pub fn weight_gauge(&self, route: &str, backend: &str) -> Gauge {
+        self.recorder.register_gauge(
+            &key(ROUTE_BACKEND_WEIGHT, &[(LABEL_ROUTE, route), (LABEL_BACKEND, backend)]),
+            &metadata(),
+        )
+    }
+
+    /// `sluice_endpoint_healthy{backend,endpoint}`.
+    pub fn endpoint_healthy(&self, backend: &str, endpoint: &str) -> Gauge {
+        self.recorder.register_gauge(
+            &key(ENDPOINT_HEALTHY, &[(LABEL_BACKEND, backend), (LABEL_ENDPOINT, endpoint)]),
+            &metadata(),
+        )
+    }
+
+    /// `sluice_active_connections{listener}`.
+    pub fn active_connections(&self, listener: &str) -> Gauge {
+        self.recorder
+            .register_gauge(&key(ACTIVE_CONNECTIONS, &[(LABEL_LISTENER, listener)]), &metadata())
+    }
+
+    /// Counts one reload attempt.
+    pub fn reload(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.increment(1);
+        } else {
+            self.reloads_error.increment(1);
+        }
+    }
+
+    /// Sets `sluice_config_generation`.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation.set(generation as f64);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BackendMetrics {
+    /// Records one response: its status and the time to its headers.
+    #[inline]
+    pub fn record(&self, status: u16, seconds: f64) {
+        self.duration.record(seconds);
+        self.status(status).increment(1);
+    }
+
+    /// Counts a request that failed over from this backend to another.
+    pub fn failover(&self) {
+        self.failovers.increment(1);
+    }
+
+    /// The route label.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The backend label.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    #[inline]
+    fn status(&self, status: u16) -> Counter {
+        let register = || {
+            let code = status.to_string();
+            register_counter(
+                &self.recorder,
+                REQUESTS_TOTAL,
+                &[(LABEL_ROUTE, &self.route), (LABEL_BACKEND, &self.backend), (LABEL_CODE, &code)],
+            )
+        };
+        match COMMON_CODES.iter().position(|c| *c == status) {
+            Some(slot) => self.codes.common[slot].get_or_init(register).clone(),
+            None => self
+                .codes
+                .other
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(status)
+                .or_insert_with(register)
+                .clone(),
+        }
+    }
+}
+
+impl UpstreamErrorCounters {
+    /// Counts one upstream error of `kind` (`connect`, `timeout`, `reset`, `tls`).
+    pub fn count(&self, kind: UpstreamErrorKind) {
+        match kind {
+            UpstreamErrorKind::Connect => self.connect.increment(1),
+            UpstreamErrorKind::Timeout => self.timeout.increment(1),
+            UpstreamErrorKind::Reset => self.reset.increment(1),
+            UpstreamErrorKind::Tls => self.tls.increment(1),
+        }
+    }
+}
+
+/// The `kind` label of `sluice_upstream_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// TCP connect refused, unreachable, or timed out.
+    Connect,
+    /// No response headers within the route timeout.
+    Timeout,
+    /// The connection closed or reset before or during the response.
+    Reset,
+    /// The TLS handshake failed.
+    Tls,
+}
+
+fn metadata() -> Metadata<'static> {
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, SharedString::from(v.to_string())))
+        .collect();
+    Key::from_parts(name, labels)
+}
+
+fn register_counter(recorder: &PrometheusRecorder, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+    recorder.register_counter(&key(name, labels), &metadata())
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    let counters = [
+        (REQUESTS_TOTAL, "Responses sent, by route, backend and status code (proxy-generated errors included)."),
+        (UPSTREAM_ERRORS, "Upstream failures by backend and kind (connect, timeout, reset, tls)."),
+        (CONFIG_RELOADS, "Config and weights reload attempts by result (ok, error)."),
+        (BACKEND_FAILOVERS, "Requests sent to another backend because this one had no healthy endpoint."),
+    ];
+    for (name, help) in counters {
+        recorder.describe_counter(name.into(), None, help.into());
+    }
+    let gauges = [
+        (ROUTE_BACKEND_WEIGHT, "The backend weight in force for each route."),
+        (CONFIG_GENERATION, "Generation of the routing config in force; rises with every applied change."),
+        (ACTIVE_CONNECTIONS, "Open client connections by listener."),
+        (ENDPOINT_HEALTHY, "1 when the endpoint takes traffic, 0 while ejected by outlier detection."),
+    ];
+    for (name, help) in gauges {
+        recorder.describe_gauge(name.into(), None, help.into());
+    }
+    recorder.describe_histogram(
+        REQUEST_DURATION.into(),
+        Some(Unit::Seconds),
+        "Time from request start to response headers, by route and backend.".into(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_fine_enough_for_a_p95_within_ten_percent() {
+        let bounds = duration_buckets();
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
+        assert!((bounds[0] - 0.001).abs() < 1e-12);
+        for w in bounds.windows(2).filter(|w| w[0] >= 0.005 && w[1] <= 2.0) {
+            assert!(w[1] / w[0] <= 1.10, "{} -> {}", w[0], w[1]);
+        }
+        assert!(bounds.contains(&10.0));
+    }
+
+    #[test]
+    fn records_counters_and_histograms_with_contract_names() {
+        let metrics = Metrics::new();
+        let pair = metrics.backend(&Arc::from("default"), &Arc::from("canary"));
+        pair.record(200, 0.012);
+        pair.record(200, 0.013);
+        pair.record(599, 0.5);
+        pair.failover();
+        metrics.upstream_errors(&Arc::from("canary")).count(UpstreamErrorKind::Connect);
+        metrics.reload(false);
+        let text = metrics.render();
+        assert!(text.contains("sluice_requests_total{route=\"default\",backend=\"canary\",code=\"200\"} 2"), "{text}");
+        assert!(text.contains("sluice_requests_total{route=\"default\",backend=\"canary\",code=\"599\"} 1"), "{text}");
+        assert!(text.contains("sluice_request_duration_seconds_count{route=\"default\",backend=\"canary\"} 3"), "{text}");
+        assert!(text.contains("sluice_backend_failovers_total{route=\"default\",backend=\"canary\"} 1"), "{text}");
+        assert!(text.contains("sluice_upstream_errors_total{backend=\"canary\",kind=\"connect\"} 1"), "{text}");
+        assert!(text.contains("sluice_config_reloads_total{result=\"error\"} 1"), "{text}");
+        assert!(text.contains("# TYPE sluice_request_duration_seconds histogram"), "{text}");
+    }
+}

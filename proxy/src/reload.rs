@@ -1,0 +1,353 @@
+//! Hot reload: watches the directories of the config and weights files, debounces bursts of
+//! events, re-reads what changed, validates it off the request path, and publishes a new
+//! snapshot only when it is valid. A bad file never takes effect.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use serde::Serialize;
+use sluice_config::{Config, ConfigError, Weights};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::metrics::Metrics;
+use crate::routing::Routing;
+use crate::snapshot::{EndpointRegistry, Snapshot, SnapshotError};
+
+/// A burst of file events is one reload: wait until the directory has been quiet this long.
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(30);
+/// ...but never delay a reload longer than this after the first event of a burst.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
+
+/// Reloads the routing from files. Shared by the watcher, SIGHUP and the admin API.
+#[derive(Debug)]
+pub struct Reloader {
+    config_path: PathBuf,
+    routing: Arc<Routing>,
+    metrics: Arc<Metrics>,
+    registry: EndpointRegistry,
+    state: Mutex<ReloadState>,
+}
+
+/// What the reloader remembers between reloads.
+#[derive(Debug)]
+struct ReloadState {
+    generation: u64,
+    /// Bytes of the config file as last read (valid or not), to skip unchanged files.
+    config_seen: Option<Vec<u8>>,
+    /// Bytes of the weights file as last read.
+    weights_seen: Option<Vec<u8>>,
+    /// The text of the weights file in force (re-checked when the config changes).
+    weights_text: Option<String>,
+    /// The listeners and admin address bound at start (not changed by reloads).
+    startup: Arc<Config>,
+    last: Option<ReloadReport>,
+}
+
+/// The outcome of the most recent reload attempt, shown in `/config`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadReport {
+    /// `ok` or `error`.
+    pub result: &'static str,
+    /// What was reloaded (`config`, `weights`).
+    pub what: &'static str,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config file is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The weights file is invalid (against the config that would be in force).
+    #[error("{0}")]
+    Weights(ConfigError),
+    /// The weights file in force does not fit the new config.
+    #[error("the weights file in force does not fit the new config (fix the weights file or the config first):\n{0}")]
+    WeightsMismatch(ConfigError),
+    /// The weights file was deleted.
+    #[error("{}: weights file deleted; keeping the weights in force (write `routes: {{}}` to drop all overrides)", .0.display())]
+    WeightsDeleted(PathBuf),
+    /// A config file that cannot be turned into a snapshot (TLS files).
+    #[error("{0}")]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// What to reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A file event: reload whichever file's contents changed.
+    FilesChanged,
+    /// SIGHUP or an explicit request: reload both files even if unchanged.
+    Forced,
+}
+
+impl Reloader {
+    /// Loads the config and weights at start. Errors here stop the process.
+    pub fn start(config_path: &Path, metrics: Arc<Metrics>) -> Result<(Self, Arc<Routing>), ReloadError> {
+        let config_bytes = std::fs::read(config_path).ok();
+        let config = Arc::new(Config::load(config_path)?);
+        let (weights, weights_text, weights_seen) = match &config.weights_file {
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
+                    (weights, Some(text), Some(bytes))
+                }
+                // Missing at start: no overrides yet (the control creates it).
+                Err(_) => (Weights::none(), None, None),
+            },
+            None => (Weights::none(), None, None),
+        };
+        let registry = EndpointRegistry::default();
+        let snapshot = Snapshot::build(1, config.clone(), weights, &registry, &metrics)?;
+        metrics.set_generation(1);
+        let routing = Arc::new(Routing::new(snapshot));
+        publish_weights(&metrics, &routing.snapshot(), None);
+        let reloader = Self {
+            config_path: config_path.to_path_buf(),
+            routing: routing.clone(),
+            metrics,
+            registry,
+            state: Mutex::new(ReloadState {
+                generation: 1,
+                config_seen: config_bytes,
+                weights_seen,
+                weights_text,
+                startup: config,
+                last: None,
+            }),
+        };
+        Ok((reloader, routing))
+    }
+
+    /// The config file being served.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The outcome of the last reload attempt.
+    pub fn last_report(&self) -> Option<ReloadReport> {
+        self.lock().last.clone()
+    }
+
+    /// The config the listeners and admin endpoint were bound with.
+    pub fn startup_config(&self) -> Arc<Config> {
+        self.lock().startup.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReloadState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Re-reads the files and publishes a new snapshot if they changed (or always, when
+    /// forced). Returns whether a new generation was published.
+    pub fn reload(&self, trigger: Trigger) -> bool {
+        let mut state = self.lock();
+        let config_bytes = std::fs::read(&self.config_path).ok();
+        let current = self.routing.snapshot();
+        let weights_path = current.config.weights_file.clone();
+        let forced = trigger == Trigger::Forced;
+        let config_changed = forced || config_bytes != state.config_seen;
+        let mut outcomes = Vec::new();
+        if config_changed {
+            state.config_seen = config_bytes;
+            outcomes.push(("config", self.reload_config(&mut state)));
+        }
+        // The weights alone: when the config did not change, or changed but was refused (a
+        // good weights file still applies to the config in force).
+        let config_refused = matches!(outcomes.last(), Some((_, Err(_))));
+        if let (Some(path), true) = (&weights_path, !config_changed || config_refused) {
+            let bytes = std::fs::read(path).ok();
+            if forced || bytes != state.weights_seen {
+                state.weights_seen = bytes.clone();
+                outcomes.push(("weights", self.reload_weights(&mut state, &current, path, bytes)));
+            }
+        }
+        let at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut published = false;
+        for (what, result) in outcomes {
+            match result {
+                Ok(Some(snapshot)) => {
+                    let generation = snapshot.generation;
+                    let previous = self.routing.replace(Arc::new(snapshot));
+                    self.metrics.set_generation(generation);
+                    self.metrics.reload(true);
+                    publish_weights(&self.metrics, &self.routing.snapshot(), Some(&previous));
+                    info!(what, generation, "reloaded");
+                    state.last = Some(ReloadReport { result: "ok", what, error: None, at });
+                    published = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.reload(false);
+                    error!(what, error = %e, "reload rejected; the previous config stays in force");
+                    state.last = Some(ReloadReport {
+                        result: "error",
+                        what,
+                        error: Some(e.to_string()),
+                        at,
+                    });
+                }
+            }
+        }
+        published
+    }
+
+    fn reload_config(&self, state: &mut ReloadState) -> Result<Option<Snapshot>, ReloadError> {
+        let config = Config::load(&self.config_path)?;
+        warn_about_startup_only_changes(&state.startup, &config);
+        // The weights file as it is now; if it is gone, the weights in force stay.
+        let (weights, weights_text, weights_seen) = match &config.weights_file {
+            None => (Weights::none(), None, None),
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
+                    (weights, Some(text), Some(bytes))
+                }
+                Err(_) => match &state.weights_text {
+                    Some(text) => {
+                        let weights = Weights::parse(text, path, &config.routes).map_err(ReloadError::WeightsMismatch)?;
+                        (weights, state.weights_text.clone(), None)
+                    }
+                    None => (Weights::none(), None, None),
+                },
+            },
+        };
+        let snapshot = Snapshot::build(state.generation + 1, Arc::new(config), weights, &self.registry, &self.metrics)?;
+        state.generation += 1;
+        state.weights_text = weights_text;
+        state.weights_seen = weights_seen;
+        Ok(Some(snapshot))
+    }
+
+    fn reload_weights(
+        &self,
+        state: &mut ReloadState,
+        current: &Snapshot,
+        path: &Path,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Option<Snapshot>, ReloadError> {
+        let Some(bytes) = bytes else {
+            if state.weights_text.is_none() {
+                return Ok(None);
+            }
+            return Err(ReloadError::WeightsDeleted(path.to_path_buf()));
+        };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let weights = Weights::parse(&text, path, &current.config.routes).map_err(ReloadError::Weights)?;
+        let snapshot = Snapshot::build(state.generation + 1, current.config.clone(), weights, &self.registry, &self.metrics)?;
+        state.generation += 1;
+        state.weights_text = Some(text);
+        Ok(Some(snapshot))
+    }
+
+    /// Watches the files' directories until draining starts; reloads on changes and on SIGHUP.
+    pub async fn watch(self: Arc<Self>, mut stop: crate::drain::DrainWatch) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let mut dirs = vec![parent_dir(&self.config_path)];
+        if let Some(weights) = &self.routing.snapshot().config.weights_file {
+            dirs.push(parent_dir(weights));
+        }
+        dirs.sort();
+        dirs.dedup();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        });
+        let _watcher = match watcher {
+            Ok(mut watcher) => {
+                for dir in &dirs {
+                    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                        warn!(dir = %dir.display(), error = %e, "cannot watch directory; use SIGHUP to reload");
+                    }
+                }
+                Some(watcher)
+            }
+            Err(e) => {
+                warn!(error = %e, "file watching unavailable; use SIGHUP to reload");
+                None
+            }
+        };
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let trigger = tokio::select! {
+                event = rx.recv() => match event {
+                    Some(()) => {
+                        debounce(&mut rx).await;
+                        Trigger::FilesChanged
+                    }
+                    None => break,
+                },
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(signal) => signal.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    info!("SIGHUP: reloading");
+                    Trigger::Forced
+                }
+                () = stop.started() => break,
+            };
+            // Parsing and building happen on a blocking thread: never on the request path.
+            let this = self.clone();
+            if tokio::task::spawn_blocking(move || this.reload(trigger)).await.is_err() {
+                error!("reload task panicked; the previous config stays in force");
+            }
+        }
+    }
+}
+
+/// Waits until events stop arriving for [`DEBOUNCE_QUIET`] (at most [`DEBOUNCE_MAX`]).
+async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>) {
+    let limit = Instant::now() + DEBOUNCE_MAX;
+    loop {
+        let quiet_until = (Instant::now() + DEBOUNCE_QUIET).min(limit);
+        match tokio::time::timeout_at(quiet_until.into(), rx.recv()).await {
+            Ok(Some(())) if Instant::now() < limit => continue,
+            _ => return,
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn warn_about_startup_only_changes(running: &Config, new: &Config) {
+    if running.listeners != new.listeners {
+        warn!("listeners changed in the config file; they apply only after a restart (the rest of the change is applied)");
+    }
+    if running.admin != new.admin {
+        warn!("admin.address changed in the config file; it applies only after a restart (the rest of the change is applied)");
+    }
+}
+
+/// Sets `sluice_route_backend_weight` for the new snapshot and zeroes pairs that disappeared.
+fn publish_weights(metrics: &Metrics, current: &Snapshot, previous: Option<&Snapshot>) {
+    if let Some(previous) = previous {
+        for (route, backend, _) in previous.weights_in_force() {
+            let still = current.weights_in_force().any(|(r, b, _)| r == route && b == backend);
+            if !still {
+                metrics.weight_gauge(route, backend).set(0.0);
+            }
+        }
+    }
+    for (route, backend, weight) in current.weights_in_force() {
+        metrics.weight_gauge(route, backend).set(weight);
+    }
+}

@@ -1,0 +1,181 @@
+//! The proxy process as a whole: load, bind, serve, reload, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::admin::Admin;
+use crate::drain::{Drain, DrainWatch};
+use crate::forward::Proxy;
+use crate::listener::{bind_tcp, BoundListener, Limits, ListenerError};
+use crate::metrics::Metrics;
+use crate::reload::{ReloadError, Reloader};
+use crate::routing::Routing;
+
+/// How the process runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The config file.
+    pub config: PathBuf,
+    /// Longest wait for in-flight requests after SIGTERM/SIGINT.
+    pub drain_timeout: Duration,
+    /// Connection-level limits.
+    pub limits: Limits,
+    /// A request body that stalls this long fails with 408.
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: PathBuf::from("sluice.yaml"),
+            drain_timeout: Duration::from_secs(30),
+            limits: Limits {
+                header_read_timeout: Duration::from_secs(30),
+            },
+            body_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A proxy with its config loaded and its sockets bound, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    options: Options,
+    listeners: Vec<BoundListener>,
+    admin_socket: TcpListener,
+    admin: Arc<Admin>,
+    proxy: Arc<Proxy>,
+    reloader: Arc<Reloader>,
+    metrics: Arc<Metrics>,
+    routing: Arc<Routing>,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or weights file is invalid.
+    #[error("{0}")]
+    Config(#[from] ReloadError),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Listener(#[from] ListenerError),
+    /// The admin address could not be bound.
+    #[error("admin: cannot listen on {address}: {source}")]
+    Admin {
+        /// The admin address.
+        address: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Server {
+    /// Loads the config (and weights file) and binds every listener and the admin endpoint.
+    /// Must run inside a Tokio runtime.
+    pub fn bind(options: Options) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let (reloader, routing) = Reloader::start(&options.config, metrics.clone())?;
+        let reloader = Arc::new(reloader);
+        let config = reloader.startup_config();
+        let listeners = config
+            .listeners
+            .iter()
+            .map(BoundListener::bind)
+            .collect::<Result<Vec<_>, _>>()?;
+        let admin_socket = bind_tcp(config.admin).map_err(|source| StartError::Admin {
+            address: config.admin,
+            source,
+        })?;
+        let bound = listeners
+            .iter()
+            .filter_map(|l| Some((l.name().to_string(), l.local_addr().ok()?)))
+            .collect();
+        let admin = Arc::new(Admin {
+            metrics: metrics.clone(),
+            routing: routing.clone(),
+            reloader: reloader.clone(),
+            ready: false.into(),
+            bound,
+        });
+        let proxy = Arc::new(Proxy::new(routing.clone(), options.body_idle_timeout));
+        Ok(Self {
+            options,
+            listeners,
+            admin_socket,
+            admin,
+            proxy,
+            reloader,
+            metrics,
+            routing,
+        })
+    }
+
+    /// `(name, address)` of every listener, with ephemeral ports resolved.
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.admin.bound.clone()
+    }
+
+    /// The admin endpoint's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_socket.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` completes, then drains: `/ready` turns 503, listeners stop
+    /// accepting, in-flight requests get up to the drain timeout to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (drain, drain_watch) = Drain::new();
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+        for (listener, (name, address)) in self.listeners.into_iter().zip(&self.admin.bound) {
+            info!(listener = %name, %address, "listening");
+            let gauge = self.metrics.active_connections(name);
+            gauge.set(0.0);
+            tokio::spawn(listener.serve(self.proxy.clone(), self.options.limits, gauge, drain_watch.clone()));
+        }
+        if let Ok(address) = self.admin_socket.local_addr() {
+            info!(%address, "admin listening");
+        }
+        tokio::spawn(self.admin.clone().serve(self.admin_socket, admin_stop_rx));
+        tokio::spawn(self.reloader.clone().watch(drain_watch.clone()));
+        tokio::spawn(housekeeping(self.metrics.clone(), self.routing.clone(), drain_watch));
+        self.admin.ready.store(true, Ordering::Relaxed);
+        info!(generation = self.routing.snapshot().generation, "ready");
+
+        shutdown.await;
+        info!(drain_timeout = ?self.options.drain_timeout, "shutting down: draining in-flight requests");
+        self.admin.ready.store(false, Ordering::Relaxed);
+        let started = Instant::now();
+        match drain.drain(self.options.drain_timeout).await {
+            0 => info!(took = ?started.elapsed(), "drained"),
+            open => warn!(open, "drain timeout reached; closing the remaining connections"),
+        }
+        let _ = admin_stop_tx.send(true);
+    }
+}
+
+/// Periodic upkeep: histogram samples into buckets, endpoint health gauges after ejections end.
+async fn housekeeping(metrics: Arc<Metrics>, routing: Arc<Routing>, mut drain: DrainWatch) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = drain.started() => return,
+        }
+        ticks += 1;
+        let now = Instant::now();
+        for endpoint in routing.snapshot().endpoints() {
+            endpoint.refresh_health_gauge(now);
+        }
+        if ticks % 5 == 0 {
+            metrics.run_upkeep();
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! One config generation made ready to serve: routes with weights applied, each backend bound
+//! to its upstream's endpoints and its metric handles. Endpoints (pools, health) are reused
+//! from the previous generation whenever their settings did not change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::SystemTime;
+
+use sluice_config::{Address, ClientTls, Config, OutlierDetection, RouteTable, UpstreamProtocol, Weights};
+
+use crate::metrics::{BackendMetrics, Metrics};
+use crate::tls::{client_config, TlsError};
+use crate::upstream::{Connector, Endpoint, EndpointSettings, Upstream};
+
+/// A routing generation.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Rises by one with each applied change.
+    pub generation: u64,
+    /// The config it was built from.
+    pub config: Arc<Config>,
+    /// The weights file overrides in force.
+    pub weights: Weights,
+    /// The route table with the overrides applied: what requests are matched against.
+    pub table: RouteTable,
+    /// Per route (same order as `table`), per backend: where requests go.
+    pub routes: Vec<Vec<BackendRuntime>>,
+    /// Upstreams in config order.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Metrics of requests that matched no route.
+    pub unrouted: Arc<BackendMetrics>,
+    /// When it was published.
+    pub built_at: SystemTime,
+}
+
+/// A backend of a route at run time.
+#[derive(Debug)]
+pub struct BackendRuntime {
+    /// The upstream requests for this backend go to.
+    pub upstream: Arc<Upstream>,
+    /// The route/backend metric handles.
+    pub metrics: Arc<BackendMetrics>,
+}
+
+/// Endpoints alive in some generation, by everything that makes one distinct. Only reloads
+/// touch it.
+#[derive(Debug, Default)]
+pub struct EndpointRegistry {
+    endpoints: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct EndpointKey {
+    backend: Arc<str>,
+    address: Address,
+    protocol: UpstreamProtocol,
+    connect_timeout: std::time::Duration,
+    tls: Option<ClientTls>,
+    outlier: (u32, std::time::Duration, std::time::Duration),
+}
+
+/// Why a snapshot could not be built from an otherwise valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// An upstream's TLS files could not be loaded.
+    #[error("upstreams.{upstream}.tls: {source}")]
+    Tls {
+        /// The upstream.
+        upstream: String,
+        /// What went wrong.
+        source: TlsError,
+    },
+}
+
+impl Snapshot {
+    /// Builds generation `generation` from `config` and `weights` (already checked against
+    /// `config`), reusing live endpoints from `registry`.
+    pub fn build(
+        generation: u64,
+        config: Arc<Config>,
+        weights: Weights,
+        registry: &EndpointRegistry,
+        metrics: &Metrics,
+    ) -> Result<Self, SnapshotError> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for upstream in &config.upstreams {
+            let connector = match &upstream.tls {
+                None => Connector::plain(upstream.connect_timeout),
+                Some(tls) => {
+                    let (client, name) =
+                        client_config(tls, upstream.protocol).map_err(|source| SnapshotError::Tls {
+                            upstream: upstream.name.to_string(),
+                            source,
+                        })?;
+                    Connector::tls(upstream.connect_timeout, client, name)
+                }
+            };
+            let errors = metrics.upstream_errors(&upstream.name);
+            let endpoints = upstream
+                .endpoints
+                .iter()
+                .map(|address| {
+                    let key = EndpointKey {
+                        backend: upstream.name.clone(),
+                        address: address.clone(),
+                        protocol: upstream.protocol,
+                        connect_timeout: upstream.connect_timeout,
+                        tls: upstream.tls.clone(),
+                        outlier: outlier_key(&upstream.outlier_detection),
+                    };
+                    registry.get_or_create(key, || {
+                        Endpoint::new(EndpointSettings {
+                            address: address.clone(),
+                            backend: upstream.name.clone(),
+                            protocol: upstream.protocol,
+                            connector: connector.clone(),
+                            outlier: upstream.outlier_detection,
+                            healthy_gauge: metrics.endpoint_healthy(&upstream.name, &address.to_string()),
+                            errors: errors.clone(),
+                        })
+                    })
+                })
+                .collect();
+            upstreams.push(Arc::new(Upstream::new(upstream.name.clone(), endpoints)));
+        }
+        registry.prune();
+        let table = weights.apply(&config.routes);
+        let routes = table
+            .routes()
+            .iter()
+            .map(|route| {
+                route
+                    .split
+                    .backends()
+                    .iter()
+                    .map(|backend| BackendRuntime {
+                        upstream: upstreams[backend.upstream].clone(),
+                        metrics: metrics.backend(&route.name, &backend.name),
+                    })
+                    .collect()
+            })
+            .collect();
+        let empty: Arc<str> = Arc::from("");
+        Ok(Self {
+            generation,
+            unrouted: metrics.backend(&empty, &empty),
+            config,
+            weights,
+            table,
+            routes,
+            upstreams,
+            built_at: SystemTime::now(),
+        })
+    }
+
+    /// Every endpoint of this generation.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.upstreams.iter().flat_map(|u| u.endpoints().iter())
+    }
+
+    /// `(route, backend, weight)` for every backend of every route.
+    pub fn weights_in_force(&self) -> impl Iterator<Item = (&str, &str, f64)> {
+        self.table.routes().iter().flat_map(|route| {
+            route
+                .split
+                .backends()
+                .iter()
+                .map(move |b| (&*route.name, &*b.name, b.weight.as_f64()))
+        })
+    }
+}
+
+impl EndpointRegistry {
+    fn get_or_create(&self, key: EndpointKey, create: impl FnOnce() -> Arc<Endpoint>) -> Arc<Endpoint> {
+        let mut map = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+            return live;
+        }
+        let endpoint = create();
+        map.insert(key, Arc::downgrade(&endpoint));
+        endpoint
+    }
+
+    /// Forgets endpoints no generation uses any more (their pools have been dropped).
+    fn prune(&self) {
+        let mut map = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, weak| weak.strong_count() > 0);
+    }
+}
+
+fn outlier_key(o: &OutlierDetection) -> (u32, std::time::Duration, std::time::Duration) {
+    (o.consecutive_failures, o.base_ejection_time, o.max_ejection_time)
+}

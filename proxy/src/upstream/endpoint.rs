@@ -1,0 +1,276 @@
+//! One upstream endpoint: its connection pool, in-flight count and health, shared by every
+//! config generation that keeps the endpoint (so weight changes never touch a connection).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use metrics::Gauge;
+use sluice_config::{Address, UpstreamProtocol};
+use tracing::{debug, warn};
+
+use super::connect::Connector;
+use super::health::{Health, Verdict};
+use super::pool::Pool;
+use crate::body::{ClientBodyError, RequestBody};
+use crate::error::ProxyError;
+use crate::metrics::{UpstreamErrorCounters, UpstreamErrorKind};
+
+/// An endpoint of an upstream.
+#[derive(Debug)]
+pub struct Endpoint {
+    address: Address,
+    label: Arc<str>,
+    backend: Arc<str>,
+    protocol: UpstreamProtocol,
+    connector: Connector,
+    pool: Pool,
+    in_flight: AtomicUsize,
+    connections_opened: AtomicU64,
+    health: Health,
+    healthy_gauge: Gauge,
+    errors: Arc<UpstreamErrorCounters>,
+}
+
+/// A request's hold on an endpoint: counts as in flight until dropped, and carries the
+/// HTTP/1.1 connection back to the pool once the response has been read to its end.
+#[derive(Debug)]
+pub struct Lease {
+    endpoint: Arc<Endpoint>,
+    conn: Option<http1::SendRequest<RequestBody>>,
+}
+
+/// Everything needed to build an [`Endpoint`].
+#[derive(Debug)]
+pub struct EndpointSettings {
+    /// Where it is.
+    pub address: Address,
+    /// The upstream (backend) it belongs to.
+    pub backend: Arc<str>,
+    /// HTTP version to speak.
+    pub protocol: UpstreamProtocol,
+    /// How to connect.
+    pub connector: Connector,
+    /// Outlier detection settings.
+    pub outlier: sluice_config::OutlierDetection,
+    /// `sluice_endpoint_healthy` for this endpoint.
+    pub healthy_gauge: Gauge,
+    /// `sluice_upstream_errors_total` of the backend.
+    pub errors: Arc<UpstreamErrorCounters>,
+}
+
+impl Endpoint {
+    /// A new endpoint with an empty pool.
+    pub fn new(settings: EndpointSettings) -> Arc<Self> {
+        settings.healthy_gauge.set(1.0);
+        Arc::new(Self {
+            label: settings.address.to_string().into(),
+            address: settings.address,
+            backend: settings.backend,
+            protocol: settings.protocol,
+            connector: settings.connector,
+            pool: Pool::default(),
+            in_flight: AtomicUsize::new(0),
+            connections_opened: AtomicU64::new(0),
+            health: Health::new(settings.outlier),
+            healthy_gauge: settings.healthy_gauge,
+            errors: settings.errors,
+        })
+    }
+
+    /// The endpoint's address as written (`127.0.0.1:18081`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The HTTP version spoken to it.
+    #[inline]
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+    }
+
+    /// Whether connections to it use TLS.
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        self.connector.is_tls()
+    }
+
+    /// Requests currently holding a lease.
+    #[inline]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether outlier detection lets it take traffic at `now`.
+    #[inline]
+    pub fn is_healthy(&self, now: Instant) -> bool {
+        self.health.is_healthy(now)
+    }
+
+    /// Upstream connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Idle HTTP/1.1 connections in the pool.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    /// Feeds outlier detection with a request's outcome (`ok`: not a connect error, reset,
+    /// timeout or 5xx).
+    pub fn record_outcome(&self, ok: bool, now: Instant) {
+        if ok {
+            self.health.record_success();
+            return;
+        }
+        if let Verdict::Ejected(duration) = self.health.record_failure(now) {
+            warn!(backend = %self.backend, endpoint = %self.label, ?duration, "endpoint ejected after consecutive failures");
+            self.healthy_gauge.set(0.0);
+        }
+    }
+
+    /// Brings `sluice_endpoint_healthy` up to date once an ejection has expired.
+    pub fn refresh_health_gauge(&self, now: Instant) {
+        self.healthy_gauge.set(if self.is_healthy(now) { 1.0 } else { 0.0 });
+    }
+
+    /// Counts an upstream error of `kind`.
+    pub fn count_error(&self, kind: UpstreamErrorKind) {
+        self.errors.count(kind);
+    }
+
+    /// Sends `req` (URI and headers already prepared for this upstream) and waits for the
+    /// response headers. Reuses an idle connection when there is one; a request that a stale
+    /// pooled connection could not even send is retried once on a fresh connection.
+    pub async fn send(self: &Arc<Self>, req: Request<RequestBody>) -> Result<(Response<Incoming>, Lease), ProxyError> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut lease = Lease {
+            endpoint: self.clone(),
+            conn: None,
+        };
+        match self.protocol {
+            UpstreamProtocol::Http1 => {
+                let mut req = req;
+                while let Some(mut conn) = self.pool.take_idle().await {
+                    match conn.try_send_request(req).await {
+                        Ok(response) => {
+                            lease.conn = Some(conn);
+                            return Ok((response, lease));
+                        }
+                        Err(mut e) => match e.take_message() {
+                            // Never written: the connection was closing. Try another.
+                            Some(unsent) => req = unsent,
+                            None => return Err(classify(e.into_error())),
+                        },
+                    }
+                }
+                let mut conn = self.connect_http1().await?;
+                let response = conn.send_request(req).await.map_err(classify)?;
+                lease.conn = Some(conn);
+                Ok((response, lease))
+            }
+            UpstreamProtocol::Http2 => {
+                let mut conn = match self.pool.h2() {
+                    Some(conn) => conn,
+                    None => self.connect_http2().await?,
+                };
+                match conn.try_send_request(req).await {
+                    Ok(response) => Ok((response, lease)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => {
+                            let mut fresh = self.connect_http2().await?;
+                            let response = fresh.send_request(unsent).await.map_err(classify)?;
+                            Ok((response, lease))
+                        }
+                        None => Err(classify(e.into_error())),
+                    },
+                }
+            }
+        }
+    }
+
+    async fn connect_http1(&self) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
+        let stream = self.connector.connect(&self.address).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ProxyError::Reset)?;
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        let label = self.label.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                debug!(endpoint = %label, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn connect_http2(&self) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
+        let stream = self.connector.connect(&self.address).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(std::time::Duration::from_secs(30))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ProxyError::Reset)?;
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        let label = self.label.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(endpoint = %label, error = %e, "upstream h2 connection ended with an error");
+            }
+        });
+        Ok(self.pool.set_h2(sender))
+    }
+}
+
+impl Lease {
+    /// The endpoint this lease is on.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// The response was read to its end: the connection may serve the next request.
+    pub fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.endpoint.pool.put_idle(conn);
+        }
+    }
+
+    /// The connection now belongs to an upgraded (tunnelled) exchange; never pool it.
+    pub fn detach_connection(&mut self) {
+        self.conn = None;
+    }
+
+    /// The upstream failed while streaming the body: count it; the connection is dropped.
+    pub fn failed_mid_body(self) {
+        self.endpoint.errors.count(UpstreamErrorKind::Reset);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Maps a hyper client error to the proxy's view of it: was it the client's body, or the
+/// upstream?
+fn classify(error: hyper::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<ClientBodyError>() {
+            return match body {
+                ClientBodyError::Timeout(_) => ProxyError::RequestBodyTimeout,
+                ClientBodyError::Malformed(_) => ProxyError::BadRequestBody,
+            };
+        }
+        source = e.source();
+    }
+    ProxyError::Reset(error)
+}

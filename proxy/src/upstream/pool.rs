@@ -1,0 +1,78 @@
+//! Idle upstream connections of one endpoint: a LIFO stack of HTTP/1.1 connections (the most
+//! recently used is the warmest) and one shared, multiplexed HTTP/2 connection.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+
+use crate::body::RequestBody;
+
+/// The most idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+/// How long to wait for a just-returned connection to become ready for its next request
+/// before giving up on it (it is then dropped and another one used).
+const READY_WAIT: Duration = Duration::from_millis(100);
+
+/// The connections of one endpoint. Locks are held only to push or pop.
+#[derive(Debug, Default)]
+pub(super) struct Pool {
+    idle: Mutex<Vec<http1::SendRequest<RequestBody>>>,
+    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+}
+
+impl Pool {
+    /// An idle HTTP/1.1 connection ready for a request, if there is one.
+    pub(super) async fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+        loop {
+            let mut conn = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+            if conn.is_closed() {
+                continue;
+            }
+            if conn.is_ready() {
+                return Some(conn);
+            }
+            // Returned at the end of its last response; its connection task has not yet
+            // moved on to waiting for the next request. It will in a moment.
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.ready()).await {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Returns a connection whose last response was read to its end.
+    pub(super) fn put_idle(&self, conn: http1::SendRequest<RequestBody>) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(conn);
+        }
+    }
+
+    /// How many HTTP/1.1 connections are idle.
+    pub(super) fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The shared HTTP/2 connection, if open.
+    pub(super) fn h2(&self) -> Option<http2::SendRequest<RequestBody>> {
+        let slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// Makes `conn` the shared HTTP/2 connection, unless another request already opened a
+    /// live one meanwhile; returns the one to use.
+    pub(super) fn set_h2(&self, conn: http2::SendRequest<RequestBody>) -> http2::SendRequest<RequestBody> {
+        let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(existing) if !existing.is_closed() => existing.clone(),
+            _ => {
+                *slot = Some(conn.clone());
+                conn
+            }
+        }
+    }
+}
