@@ -45,10 +45,14 @@ impl Address {
             && host.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             });
         if !valid_name {
-            return Err(format!("\"{host}\" is neither an IP address nor a DNS name"));
+            return Err(format!(
+                "\"{host}\" is neither an IP address nor a DNS name"
+            ));
         }
         Ok(Self {
             host: Host::Name(host.to_ascii_lowercase()),
@@ -111,14 +115,22 @@ mod tests {
 
     #[test]
     fn parses_ips_names_and_v6() {
-        assert_eq!(Address::parse("127.0.0.1:8080").map(|a| a.to_string()), Ok("127.0.0.1:8080".into()));
-        assert_eq!(Address::parse("[::1]:80").map(|a| a.to_string()), Ok("[::1]:80".into()));
+        assert_eq!(
+            Address::parse("127.0.0.1:8080").map(|a| a.to_string()),
+            Ok("127.0.0.1:8080".into())
+        );
+        assert_eq!(
+            Address::parse("[::1]:80").map(|a| a.to_string()),
+            Ok("[::1]:80".into())
+        );
         assert_eq!(
             Address::parse("Stable.SVC.local:8080").map(|a| a.to_string()),
             Ok("stable.svc.local:8080".into())
         );
         assert_eq!(
-            Address::parse("localhost:0").ok().and_then(|a| a.bind_addr()),
+            Address::parse("localhost:0")
+                .ok()
+                .and_then(|a| a.bind_addr()),
             Some("127.0.0.1:0".parse().expect("literal"))
         );
     }

@@ -14,7 +14,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     };
     let temp = temp_path(&dir, path);
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);

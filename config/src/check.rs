@@ -115,7 +115,13 @@ impl<'a> Checker<'a> {
         match parse_duration(&text) {
             Ok(d) => Some(d),
             Err(reason) => {
-                self.report(path, Invalid::Duration { value: text, reason });
+                self.report(
+                    path,
+                    Invalid::Duration {
+                        value: text,
+                        reason,
+                    },
+                );
                 None
             }
         }
@@ -191,7 +197,9 @@ impl<'a> Checker<'a> {
         path: FieldPath,
         choices: &[&'c str],
     ) -> Option<&'c str> {
-        let Some(value) = value else { return choices.first().copied() };
+        let Some(value) = value else {
+            return choices.first().copied();
+        };
         match choices.iter().find(|c| **c == value.as_str()) {
             Some(c) => Some(*c),
             None => {
@@ -213,26 +221,42 @@ impl<'a> Checker<'a> {
             Scalar::Int(i) => *i as f64,
             Scalar::Float(x) if x.is_finite() => *x,
             other => {
-                self.report(path, Invalid::Value(format!("must be a number, got {other}")));
+                self.report(
+                    path,
+                    Invalid::Value(format!("must be a number, got {other}")),
+                );
                 return None;
             }
         };
         if number < 0.0 {
-            self.report(path, Invalid::Value(format!("must not be negative, got {value}")));
+            self.report(
+                path,
+                Invalid::Value(format!("must not be negative, got {value}")),
+            );
             return None;
         }
         Some(number)
     }
 
     /// A whole number `>= min`.
-    pub(crate) fn count(&mut self, value: &Option<Scalar>, path: FieldPath, default: u64, min: u64) -> Option<u64> {
-        let Some(value) = value else { return Some(default) };
+    pub(crate) fn count(
+        &mut self,
+        value: &Option<Scalar>,
+        path: FieldPath,
+        default: u64,
+        min: u64,
+    ) -> Option<u64> {
+        let Some(value) = value else {
+            return Some(default);
+        };
         match value {
             Scalar::Int(i) if *i >= i128::from(min) => u64::try_from(*i).ok(),
             other => {
                 self.report(
                     path,
-                    Invalid::Value(format!("must be a whole number of at least {min}, got {other}")),
+                    Invalid::Value(format!(
+                        "must be a whole number of at least {min}, got {other}"
+                    )),
                 );
                 None
             }

@@ -80,7 +80,10 @@ impl Config {
 
     /// The upstream named `name`, with its index.
     pub fn upstream(&self, name: &str) -> Option<(usize, &Upstream)> {
-        self.upstreams.iter().enumerate().find(|(_, u)| &*u.name == name)
+        self.upstreams
+            .iter()
+            .enumerate()
+            .find(|(_, u)| &*u.name == name)
     }
 }
 
@@ -99,10 +102,16 @@ fn compile(check: &mut Checker<'_>, raw: &RawConfig, path: &Path) -> Option<Conf
         .unwrap_or_else(|| DEFAULT_ADMIN_ADDRESS.to_string());
     let admin = check.bind_address(&admin_text, root.key("admin").key("address"));
     if let (Some(admin), true) = (&admin, admin.as_ref().is_some_and(|a| a.port() != 0)) {
-        if let Some(l) = listeners.iter().find(|l| Some(l.address) == admin.bind_addr()) {
+        if let Some(l) = listeners
+            .iter()
+            .find(|l| Some(l.address) == admin.bind_addr())
+        {
             check.report(
                 root.key("admin").key("address"),
-                Invalid::Value(format!("{admin} is already used by listener \"{}\"", l.name)),
+                Invalid::Value(format!(
+                    "{admin} is already used by listener \"{}\"",
+                    l.name
+                )),
             );
         }
     }
@@ -210,7 +219,10 @@ pub(crate) fn invalid(path: &Path, mut problems: Vec<Problem>, map: &SourceMap) 
         }
     }
     // Stable sort: problems without a location keep their order, after the located ones.
-    problems.sort_by_key(|p| p.location.map_or((usize::MAX, usize::MAX), |l| (l.line, l.column)));
+    problems.sort_by_key(|p| {
+        p.location
+            .map_or((usize::MAX, usize::MAX), |l| (l.line, l.column))
+    });
     let mut seen = HashMap::new();
     problems.retain(|p| seen.insert(p.to_string_key(), ()).is_none());
     ConfigError::Invalid {

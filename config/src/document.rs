@@ -180,9 +180,10 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> FieldPath {
 
 fn serde_error_path(path: &serde_path_to_error::Path) -> FieldPath {
     use serde_path_to_error::Segment as S;
-    path.iter().fold(FieldPath::root(), |acc, segment| match segment {
-        S::Seq { index } => acc.index(*index),
-        S::Map { key } => acc.key(key.as_str()),
-        S::Enum { .. } | S::Unknown => acc,
-    })
+    path.iter()
+        .fold(FieldPath::root(), |acc, segment| match segment {
+            S::Seq { index } => acc.index(*index),
+            S::Map { key } => acc.key(key.as_str()),
+            S::Enum { .. } | S::Unknown => acc,
+        })
 }

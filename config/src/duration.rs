@@ -94,9 +94,15 @@ mod tests {
             parse_duration("3 days"),
             Err("unknown unit \" days\" (use us, ms, s, m or h)".into())
         );
-        assert_eq!(parse_duration("ms"), Err("expected a number at \"ms\"".into()));
+        assert_eq!(
+            parse_duration("ms"),
+            Err("expected a number at \"ms\"".into())
+        );
         assert_eq!(parse_duration(""), Err("empty".into()));
-        assert_eq!(parse_duration("1.2.3s"), Err("\"1.2.3\" is not a number".into()));
+        assert_eq!(
+            parse_duration("1.2.3s"),
+            Err("\"1.2.3\" is not a number".into())
+        );
     }
 
     #[test]

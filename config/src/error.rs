@@ -45,7 +45,11 @@ pub enum Invalid {
     Empty(&'static str),
     /// Two entries share a name that must be unique.
     #[error("duplicate {what} \"{name}\" (first defined at {first})")]
-    Duplicate { what: &'static str, name: String, first: String },
+    Duplicate {
+        what: &'static str,
+        name: String,
+        first: String,
+    },
     /// A route backend names an upstream that is not defined.
     #[error("unknown upstream \"{name}\" (known: {known})")]
     UnknownUpstream { name: String, known: String },
@@ -54,7 +58,11 @@ pub enum Invalid {
     UnknownRoute { name: String, known: String },
     /// A rollout or weights entry names a backend that the route does not have.
     #[error("route \"{route}\" has no backend \"{name}\" (its backends: {known})")]
-    UnknownBackend { route: String, name: String, known: String },
+    UnknownBackend {
+        route: String,
+        name: String,
+        known: String,
+    },
     /// A weight that is not a number.
     #[error("weight must be a number, got {0}")]
     WeightNotANumber(String),
@@ -263,7 +271,10 @@ mod tests {
         assert_eq!(path.to_string(), "routes[1].backends[0].upstream");
         let odd = FieldPath::root().key("routes").key("a b");
         assert_eq!(odd.to_string(), "routes[\"a b\"]");
-        assert_eq!(path.parent().map(|p| p.to_string()).as_deref(), Some("routes[1].backends[0]"));
+        assert_eq!(
+            path.parent().map(|p| p.to_string()).as_deref(),
+            Some("routes[1].backends[0]")
+        );
     }
 
     #[test]

@@ -37,5 +37,7 @@ pub use matcher::{request_host, HostMatch, PathMatch, RequestHead, RouteMatch, V
 pub use rollout::{Analysis, FailureCounting, MetricsSource, Rollout};
 pub use route::{Route, RouteTable, Sticky, DEFAULT_ROUTE_TIMEOUT};
 pub use split::{Backend, Split, Weight, MAX_WEIGHT, WEIGHT_SCALE};
-pub use upstream::{ClientTls, OutlierDetection, Upstream, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT};
+pub use upstream::{
+    ClientTls, OutlierDetection, Upstream, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
+};
 pub use weights::{WeightEntry, Weights};

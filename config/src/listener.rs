@@ -71,14 +71,25 @@ pub(crate) fn compile_listeners(
             .and_then(|a| check.bind_address(a, path.key("address")));
         if let Some(address) = &address {
             if address.port() != 0 {
-                check.unique(&mut addresses, &address.to_string(), path.key("address"), "listener address");
+                check.unique(
+                    &mut addresses,
+                    &address.to_string(),
+                    path.key("address"),
+                    "listener address",
+                );
             }
         }
-        let protocol = check.choice(&listener.protocol, path.key("protocol"), &["auto", "http1", "http2"]);
+        let protocol = check.choice(
+            &listener.protocol,
+            path.key("protocol"),
+            &["auto", "http1", "http2"],
+        );
         // `Err` when TLS is configured but invalid (already reported).
         let tls = match &listener.tls {
             None => Ok(None),
-            Some(raw) => compile_server_tls(check, raw, &path.key("tls")).map(Some).ok_or(()),
+            Some(raw) => compile_server_tls(check, raw, &path.key("tls"))
+                .map(Some)
+                .ok_or(()),
         };
         if let (Some(name), Some(address), Some(protocol), Ok(tls)) =
             (name, address.and_then(|a| a.bind_addr()), protocol, tls)
@@ -98,7 +109,11 @@ pub(crate) fn compile_listeners(
     listeners
 }
 
-fn compile_server_tls(check: &mut Checker<'_>, raw: &RawServerTls, path: &FieldPath) -> Option<ServerTls> {
+fn compile_server_tls(
+    check: &mut Checker<'_>,
+    raw: &RawServerTls,
+    path: &FieldPath,
+) -> Option<ServerTls> {
     let cert = check
         .required(&raw.cert, path, "cert")
         .and_then(|c| check.file(c, path.key("cert")));

@@ -94,7 +94,9 @@ impl HostMatch {
             return Err("host must not be empty".into());
         }
         if lower.contains(':') {
-            return Err(format!("host \"{text}\" must not include a port (ports are ignored when matching)"));
+            return Err(format!(
+                "host \"{text}\" must not include a port (ports are ignored when matching)"
+            ));
         }
         match lower.strip_prefix('*') {
             Some(rest) if rest.starts_with('.') && rest.len() > 1 && !rest[1..].contains('*') => {
@@ -117,7 +119,8 @@ impl HostMatch {
             Self::Exact(want) => want.eq_ignore_ascii_case(host),
             Self::Wildcard(suffix) => {
                 host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
             }
         }
     }
@@ -167,7 +170,11 @@ impl RouteMatch {
             }
         }
         for (name, matcher) in &self.query {
-            if !matcher.matches(query_param(head.uri.query(), name).as_deref().map(str::as_bytes)) {
+            if !matcher.matches(
+                query_param(head.uri.query(), name)
+                    .as_deref()
+                    .map(str::as_bytes),
+            ) {
                 return false;
             }
         }
@@ -180,13 +187,23 @@ pub(crate) fn full_match_regex(pattern: &str) -> Result<Regex, String> {
     regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| e.to_string().lines().last().unwrap_or_default().trim().to_string())
+        .map_err(|e| {
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
 }
 
 /// The request's host without port: the `Host` header, else the URI authority (HTTP/2).
 #[inline]
 pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    let raw = match headers.get(http::header::HOST).and_then(|v| v.to_str().ok()) {
+    let raw = match headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(host) => host,
         None => uri.authority()?.as_str(),
     };
@@ -258,12 +275,22 @@ mod tests {
 
     #[test]
     fn host_comes_from_header_or_authority_without_port() {
-        let req = http::Request::get("/x").header("host", "api.example.com:8080").body(());
+        let req = http::Request::get("/x")
+            .header("host", "api.example.com:8080")
+            .body(());
         let req = req.expect("valid request");
-        assert_eq!(request_host(req.uri(), req.headers()), Some("api.example.com"));
-        let h2 = http::Request::get("http://h2.example.com/x").body(()).expect("valid request");
+        assert_eq!(
+            request_host(req.uri(), req.headers()),
+            Some("api.example.com")
+        );
+        let h2 = http::Request::get("http://h2.example.com/x")
+            .body(())
+            .expect("valid request");
         assert_eq!(request_host(h2.uri(), h2.headers()), Some("h2.example.com"));
-        let v6 = http::Request::get("/").header("host", "[::1]:80").body(()).expect("valid request");
+        let v6 = http::Request::get("/")
+            .header("host", "[::1]:80")
+            .body(())
+            .expect("valid request");
         assert_eq!(request_host(v6.uri(), v6.headers()), Some("[::1]"));
     }
 
@@ -273,7 +300,10 @@ mod tests {
             host: Some(HostMatch::parse("*.example.com").expect("valid")),
             path: Some(PathMatch::Prefix("/api".into())),
             method: Some(Method::POST),
-            headers: vec![(HeaderName::from_static("x-team"), ValueMatch::Prefix("qa-".into()))],
+            headers: vec![(
+                HeaderName::from_static("x-team"),
+                ValueMatch::Prefix("qa-".into()),
+            )],
             query: vec![("variant".into(), ValueMatch::Exact("b c".into()))],
         };
         let good = http::Request::post("/api/v1?variant=b+c&x=1")

@@ -175,15 +175,67 @@ pub struct RawWeights {
 
 /// Every key the schema knows, to suggest the closest one for a typo.
 const KNOWN_KEYS: &[&str] = &[
-    "listeners", "admin", "upstreams", "routes", "weights_file", "control", "rollouts", "name",
-    "address", "protocol", "tls", "cert", "key", "client_ca", "version", "endpoints",
-    "connect_timeout", "ca", "server_name", "outlier_detection", "consecutive_failures",
-    "base_ejection_time", "max_ejection_time", "match", "timeout", "sticky", "backends",
-    "path_prefix", "path_exact", "path_regex", "host", "method", "headers", "query", "exact",
-    "prefix", "regex", "present", "header", "cookie", "upstream", "weight", "state", "route",
-    "stable", "canary", "steps", "interval", "analysis", "metrics", "min_requests",
-    "max_error_rate", "max_p95", "max_p95_vs_stable", "max_error_rate_over_stable",
-    "failure_limit", "failure_counting", "source", "targets", "prometheus", "url",
+    "listeners",
+    "admin",
+    "upstreams",
+    "routes",
+    "weights_file",
+    "control",
+    "rollouts",
+    "name",
+    "address",
+    "protocol",
+    "tls",
+    "cert",
+    "key",
+    "client_ca",
+    "version",
+    "endpoints",
+    "connect_timeout",
+    "ca",
+    "server_name",
+    "outlier_detection",
+    "consecutive_failures",
+    "base_ejection_time",
+    "max_ejection_time",
+    "match",
+    "timeout",
+    "sticky",
+    "backends",
+    "path_prefix",
+    "path_exact",
+    "path_regex",
+    "host",
+    "method",
+    "headers",
+    "query",
+    "exact",
+    "prefix",
+    "regex",
+    "present",
+    "header",
+    "cookie",
+    "upstream",
+    "weight",
+    "state",
+    "route",
+    "stable",
+    "canary",
+    "steps",
+    "interval",
+    "analysis",
+    "metrics",
+    "min_requests",
+    "max_error_rate",
+    "max_p95",
+    "max_p95_vs_stable",
+    "max_error_rate_over_stable",
+    "failure_limit",
+    "failure_counting",
+    "source",
+    "targets",
+    "prometheus",
+    "url",
 ];
 
 /// `" (did you mean \"weight\"?)"` for a near miss, empty otherwise.
@@ -208,7 +260,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -290,8 +344,14 @@ mod tests {
 
     #[test]
     fn typos_get_a_suggestion() {
-        assert_eq!(hint_for_unknown_key("weigth"), " (did you mean \"weight\"?)");
-        assert_eq!(hint_for_unknown_key("upstreams"), " (did you mean \"upstreams\"?)");
+        assert_eq!(
+            hint_for_unknown_key("weigth"),
+            " (did you mean \"weight\"?)"
+        );
+        assert_eq!(
+            hint_for_unknown_key("upstreams"),
+            " (did you mean \"upstreams\"?)"
+        );
         assert_eq!(hint_for_unknown_key("completely_unrelated"), "");
     }
 }

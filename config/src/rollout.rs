@@ -82,7 +82,10 @@ pub enum MetricsSource {
     },
 }
 
-fn serialize_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_opt_duration<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => serialize_duration(d, s),
         None => s.serialize_none(),
@@ -105,7 +108,15 @@ pub(crate) fn compile_rollouts(
     let mut rollouts = Vec::new();
     for (i, rollout) in raw.iter().enumerate() {
         let path = FieldPath::root().key("rollouts").index(i);
-        if let Some(r) = compile_rollout(check, rollout, &path, routes, declared_routes, admin, &mut names) {
+        if let Some(r) = compile_rollout(
+            check,
+            rollout,
+            &path,
+            routes,
+            declared_routes,
+            admin,
+            &mut names,
+        ) {
             rollouts.push(r);
         }
     }
@@ -133,7 +144,10 @@ fn compile_rollout(
         if found.is_none() && !declared_routes.contains(&r) {
             check.report(
                 path.key("route"),
-                Invalid::UnknownRoute { name: r.to_string(), known: known_list(declared_routes.iter().copied()) },
+                Invalid::UnknownRoute {
+                    name: r.to_string(),
+                    known: known_list(declared_routes.iter().copied()),
+                },
             );
         }
         found.map(|i| &routes.routes()[i])
@@ -157,7 +171,10 @@ fn compile_rollout(
             }
         }
         if stable.is_some() && stable == canary {
-            check.report(path.key("canary"), Invalid::Value("canary must differ from stable".into()));
+            check.report(
+                path.key("canary"),
+                Invalid::Value("canary must differ from stable".into()),
+            );
             backends_ok = false;
         }
     }
@@ -193,7 +210,11 @@ fn compile_rollout(
     })
 }
 
-fn compile_steps(check: &mut Checker<'_>, raw: &Option<Vec<Scalar>>, path: &FieldPath) -> Option<Vec<Weight>> {
+fn compile_steps(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<Scalar>>,
+    path: &FieldPath,
+) -> Option<Vec<Weight>> {
     let raw = check.required(raw, path, "steps")?;
     let at = path.key("steps");
     if raw.is_empty() {
@@ -206,18 +227,27 @@ fn compile_steps(check: &mut Checker<'_>, raw: &Option<Vec<Scalar>>, path: &Fiel
     for (i, value) in raw.iter().enumerate() {
         let step = match Weight::parse(value) {
             Ok(step) if step > hundred => {
-                check.report(at.index(i), Invalid::Value(format!("step {value} is outside 0..=100")));
+                check.report(
+                    at.index(i),
+                    Invalid::Value(format!("step {value} is outside 0..=100")),
+                );
                 ok = false;
                 continue;
             }
             Ok(step) => step,
             Err(Invalid::WeightNegative(v)) => {
-                check.report(at.index(i), Invalid::Value(format!("step {v} is outside 0..=100")));
+                check.report(
+                    at.index(i),
+                    Invalid::Value(format!("step {v} is outside 0..=100")),
+                );
                 ok = false;
                 continue;
             }
             Err(Invalid::WeightTooLarge(v)) => {
-                check.report(at.index(i), Invalid::Value(format!("step {v} is outside 0..=100")));
+                check.report(
+                    at.index(i),
+                    Invalid::Value(format!("step {v} is outside 0..=100")),
+                );
                 ok = false;
                 continue;
             }
@@ -241,15 +271,25 @@ fn compile_steps(check: &mut Checker<'_>, raw: &Option<Vec<Scalar>>, path: &Fiel
     ok.then_some(steps)
 }
 
-fn compile_analysis(check: &mut Checker<'_>, raw: &RawAnalysis, path: &FieldPath) -> Option<Analysis> {
+fn compile_analysis(
+    check: &mut Checker<'_>,
+    raw: &RawAnalysis,
+    path: &FieldPath,
+) -> Option<Analysis> {
     let min_requests = check.count(&raw.min_requests, path.key("min_requests"), 100, 0);
-    let fraction = |check: &mut Checker<'_>, value: &Option<Scalar>, field: &'static str, default: Option<f64>| {
+    let fraction = |check: &mut Checker<'_>,
+                    value: &Option<Scalar>,
+                    field: &'static str,
+                    default: Option<f64>| {
         match value {
             None => Some(default),
             Some(v) => {
                 let x = check.number(v, path.key(field))?;
                 if x > 1.0 {
-                    check.report(path.key(field), Invalid::Value(format!("must be a fraction from 0 to 1, got {v}")));
+                    check.report(
+                        path.key(field),
+                        Invalid::Value(format!("must be a fraction from 0 to 1, got {v}")),
+                    );
                     return None;
                 }
                 Some(Some(x))
@@ -257,24 +297,38 @@ fn compile_analysis(check: &mut Checker<'_>, raw: &RawAnalysis, path: &FieldPath
         }
     };
     let max_error_rate = fraction(check, &raw.max_error_rate, "max_error_rate", Some(0.01));
-    let over_stable = fraction(check, &raw.max_error_rate_over_stable, "max_error_rate_over_stable", None);
+    let over_stable = fraction(
+        check,
+        &raw.max_error_rate_over_stable,
+        "max_error_rate_over_stable",
+        None,
+    );
     let max_p95 = match &raw.max_p95 {
         None => Some(None),
-        Some(_) => check.positive_duration(&raw.max_p95, path.key("max_p95"), None).map(Some),
+        Some(_) => check
+            .positive_duration(&raw.max_p95, path.key("max_p95"), None)
+            .map(Some),
     };
     let vs_stable = match &raw.max_p95_vs_stable {
         None => Some(None),
         Some(v) => match check.number(v, path.key("max_p95_vs_stable")) {
             Some(x) if x > 0.0 => Some(Some(x)),
             Some(_) => {
-                check.report(path.key("max_p95_vs_stable"), Invalid::Value("must be greater than 0".into()));
+                check.report(
+                    path.key("max_p95_vs_stable"),
+                    Invalid::Value("must be greater than 0".into()),
+                );
                 None
             }
             None => None,
         },
     };
     let failure_limit = check.count(&raw.failure_limit, path.key("failure_limit"), 2, 1);
-    let counting = check.choice(&raw.failure_counting, path.key("failure_counting"), &["consecutive", "total"]);
+    let counting = check.choice(
+        &raw.failure_counting,
+        path.key("failure_counting"),
+        &["consecutive", "total"],
+    );
     Some(Analysis {
         min_requests: min_requests?,
         max_error_rate: max_error_rate??,
@@ -300,7 +354,10 @@ fn compile_metrics(
             if raw.targets.is_some() {
                 check.report(
                     path.key("targets"),
-                    Invalid::Value("targets are for source: scrape; Prometheus finds the proxies itself".into()),
+                    Invalid::Value(
+                        "targets are for source: scrape; Prometheus finds the proxies itself"
+                            .into(),
+                    ),
                 );
             }
             let url = raw.prometheus.as_ref().and_then(|p| p.url.clone());

@@ -68,9 +68,13 @@ enum Block {
         range: Range<usize>,
     },
     /// Every route here requires an exact host (lower-cased keys).
-    Host { by_host: FastMap<Box<str>, Vec<usize>> },
+    Host {
+        by_host: FastMap<Box<str>, Vec<usize>>,
+    },
     /// Every route here requires an exact path.
-    PathExact { by_path: FastMap<Box<str>, Vec<usize>> },
+    PathExact {
+        by_path: FastMap<Box<str>, Vec<usize>>,
+    },
 }
 
 /// The exact-match key a route can be indexed by.
@@ -86,13 +90,16 @@ impl Sticky {
     pub fn key<'a>(&self, headers: &'a HeaderMap) -> Option<&'a [u8]> {
         match self {
             Self::Header(name) => headers.get(name).map(|v| v.as_bytes()),
-            Self::Cookie(name) => headers.get_all(http::header::COOKIE).iter().find_map(|value| {
-                value.as_bytes().split(|&b| b == b';').find_map(|pair| {
-                    let pair = pair.trim_ascii();
-                    let (key, value) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
-                    (key == name.as_bytes()).then_some(&value[1..])
-                })
-            }),
+            Self::Cookie(name) => headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .find_map(|value| {
+                    value.as_bytes().split(|&b| b == b';').find_map(|pair| {
+                        let pair = pair.trim_ascii();
+                        let (key, value) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+                        (key == name.as_bytes()).then_some(&value[1..])
+                    })
+                }),
         }
     }
 

@@ -140,17 +140,28 @@ impl SourceMap {
         }
     }
 
-    fn walk_toml_table(&mut self, table: &toml::de::DeTable<'_>, path: &FieldPath, lines: &LineIndex<'_>) {
+    fn walk_toml_table(
+        &mut self,
+        table: &toml::de::DeTable<'_>,
+        path: &FieldPath,
+        lines: &LineIndex<'_>,
+    ) {
         for (key, value) in table {
             let child = path.key(key.get_ref().as_ref());
-            self.keys.insert(child.clone(), lines.locate(key.span().start));
+            self.keys
+                .insert(child.clone(), lines.locate(key.span().start));
             self.values
                 .insert(child.clone(), lines.locate(value.span().start));
             self.walk_toml_value(value.get_ref(), &child, lines);
         }
     }
 
-    fn walk_toml_value(&mut self, value: &toml::de::DeValue<'_>, path: &FieldPath, lines: &LineIndex<'_>) {
+    fn walk_toml_value(
+        &mut self,
+        value: &toml::de::DeValue<'_>,
+        path: &FieldPath,
+        lines: &LineIndex<'_>,
+    ) {
         match value {
             toml::de::DeValue::Table(table) => self.walk_toml_table(table, path, lines),
             toml::de::DeValue::Array(items) => {
@@ -197,10 +208,11 @@ mod tests {
     use super::*;
 
     fn path(s: &[&str]) -> FieldPath {
-        s.iter().fold(FieldPath::root(), |p, seg| match seg.parse::<usize>() {
-            Ok(i) => p.index(i),
-            Err(_) => p.key(*seg),
-        })
+        s.iter()
+            .fold(FieldPath::root(), |p, seg| match seg.parse::<usize>() {
+                Ok(i) => p.index(i),
+                Err(_) => p.key(*seg),
+            })
     }
 
     #[test]
@@ -209,7 +221,10 @@ mod tests {
         let map = SourceMap::from_yaml(text);
         assert_eq!(
             map.value(&path(&["routes", "0", "backends", "0", "upstream"])),
-            Some(Location { line: 4, column: 21 })
+            Some(Location {
+                line: 4,
+                column: 21
+            })
         );
         assert_eq!(
             map.key(&path(&["routes", "0", "name"])),
@@ -224,11 +239,15 @@ mod tests {
 
     #[test]
     fn toml_values_and_keys_are_located() {
-        let text = "[[routes]]\nname = \"a\"\n[[routes.backends]]\nupstream = \"canry\"\nweight = 1\n";
+        let text =
+            "[[routes]]\nname = \"a\"\n[[routes.backends]]\nupstream = \"canry\"\nweight = 1\n";
         let map = SourceMap::from_toml(text);
         assert_eq!(
             map.value(&path(&["routes", "0", "backends", "0", "upstream"])),
-            Some(Location { line: 4, column: 12 })
+            Some(Location {
+                line: 4,
+                column: 12
+            })
         );
         assert_eq!(
             map.key(&path(&["routes", "0", "name"])),

@@ -143,7 +143,11 @@ impl Split {
     #[inline]
     pub fn pick(&self, roll: u64) -> usize {
         let total = self.total();
-        let roll = if roll < total { roll } else { roll % total.max(1) };
+        let roll = if roll < total {
+            roll
+        } else {
+            roll % total.max(1)
+        };
         self.cumulative.partition_point(|&c| c <= roll)
     }
 
@@ -254,9 +258,16 @@ mod tests {
             (Scalar::Int(0), 0),
         ];
         for (value, want) in ok {
-            assert_eq!(Weight::parse(&value), Ok(Weight::from_hundredths(want)), "{value}");
+            assert_eq!(
+                Weight::parse(&value),
+                Ok(Weight::from_hundredths(want)),
+                "{value}"
+            );
         }
-        assert_eq!(Weight::parse(&Scalar::Int(-1)), Err(Invalid::WeightNegative("-1".into())));
+        assert_eq!(
+            Weight::parse(&Scalar::Int(-1)),
+            Err(Invalid::WeightNegative("-1".into()))
+        );
         assert_eq!(
             Weight::parse(&Scalar::Float(0.005)),
             Err(Invalid::WeightTooPrecise("0.005".into()))

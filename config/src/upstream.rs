@@ -177,7 +177,11 @@ fn compile_upstream(
     })
 }
 
-fn compile_client_tls(check: &mut Checker<'_>, raw: &RawClientTls, path: &FieldPath) -> Option<ClientTls> {
+fn compile_client_tls(
+    check: &mut Checker<'_>,
+    raw: &RawClientTls,
+    path: &FieldPath,
+) -> Option<ClientTls> {
     let ca = check
         .required(&raw.ca, path, "ca")
         .and_then(|ca| check.file(ca, path.key("ca")));
@@ -194,7 +198,9 @@ fn compile_client_tls(check: &mut Checker<'_>, raw: &RawClientTls, path: &FieldP
     if cert.is_some() != key.is_some() {
         check.report(
             path.clone(),
-            Invalid::Value("cert and key must be given together (client certificate for mTLS)".into()),
+            Invalid::Value(
+                "cert and key must be given together (client certificate for mTLS)".into(),
+            ),
         );
         return None;
     }
@@ -255,7 +261,10 @@ fn compile_outlier(
     })
 }
 
-pub(crate) fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_duration<S: serde::Serializer>(
+    d: &Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::duration::format_duration(*d))
 }
 

@@ -61,7 +61,10 @@ impl Weights {
                         let Some(route_index) = routes.position(route_name) else {
                             problems.push(Problem::new(
                                 at,
-                                Invalid::UnknownRoute { name: route_name.clone(), known: known_list(known.iter().copied()) },
+                                Invalid::UnknownRoute {
+                                    name: route_name.clone(),
+                                    known: known_list(known.iter().copied()),
+                                },
                             ));
                             continue;
                         };
@@ -74,7 +77,8 @@ impl Weights {
                         let before = problems.len();
                         for (backend, value) in &backends.0 {
                             let Some(index) = split.position(backend) else {
-                                let names: Vec<&str> = split.backends().iter().map(|b| &*b.name).collect();
+                                let names: Vec<&str> =
+                                    split.backends().iter().map(|b| &*b.name).collect();
                                 problems.push(Problem::new(
                                     at.key(backend.as_str()),
                                     Invalid::UnknownBackend {
@@ -87,7 +91,9 @@ impl Weights {
                             };
                             match Weight::parse(value) {
                                 Ok(weight) => entry.backends.push((backend.clone(), index, weight)),
-                                Err(kind) => problems.push(Problem::new(at.key(backend.as_str()), kind)),
+                                Err(kind) => {
+                                    problems.push(Problem::new(at.key(backend.as_str()), kind))
+                                }
                             }
                         }
                         if problems.len() == before {
@@ -99,6 +105,15 @@ impl Weights {
                         }
                     }
                 }
+            }
+        }
+        // Unknown names point at the key that names them, not at its value.
+        for problem in &mut problems {
+            if matches!(
+                problem.kind,
+                Invalid::UnknownRoute { .. } | Invalid::UnknownBackend { .. }
+            ) {
+                problem.location = document.map.key(&problem.path);
             }
         }
         if problems.is_empty() {
@@ -152,7 +167,8 @@ impl Weights {
 impl WeightEntry {
     /// `split` with this entry's weights in place of the named backends' weights.
     pub fn split(&self, split: &Split) -> Result<Split, Invalid> {
-        let overrides: HashMap<usize, Weight> = self.backends.iter().map(|(_, i, w)| (*i, *w)).collect();
+        let overrides: HashMap<usize, Weight> =
+            self.backends.iter().map(|(_, i, w)| (*i, *w)).collect();
         let backends = split
             .backends()
             .iter()
@@ -175,7 +191,9 @@ fn yaml_key(name: &str) -> String {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && !RESERVED.contains(&name.to_ascii_lowercase().as_str());
     if plain {
         name.to_string()

@@ -105,7 +105,10 @@ fn duplicate_names() {
     let dup = base_with("  canary:\n", "  stable:\n");
     let lines = errors(&dup);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("sluice.yaml:7:3: upstreams: duplicate mapping key"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("sluice.yaml:7:3: upstreams: duplicate mapping key"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -145,8 +148,11 @@ fn bad_weights() {
 #[test]
 fn relative_weights_are_all_valid() {
     for (stable, canary) in [("90", "10"), ("9", "1"), ("99.5", "0.5"), ("100", "0")] {
-        let text = base_with("weight: 90 }", &format!("weight: {stable} }}"))
-            .replacen("weight: 10 }", &format!("weight: {canary} }}"), 1);
+        let text = base_with("weight: 90 }", &format!("weight: {stable} }}")).replacen(
+            "weight: 10 }",
+            &format!("weight: {canary} }}"),
+            1,
+        );
         assert_errors(&text, &[]);
     }
 }
@@ -238,7 +244,10 @@ fn steps_not_increasing_or_out_of_range() {
 #[test]
 fn unknown_keys_are_all_reported() {
     assert_errors(
-        &base_with("    address: 127.0.0.1:8080\n", "    address: 127.0.0.1:8080\n    protcol: auto\n    colour: red\n"),
+        &base_with(
+            "    address: 127.0.0.1:8080\n",
+            "    address: 127.0.0.1:8080\n    protcol: auto\n    colour: red\n",
+        ),
         &[
             "sluice.yaml:4:5: listeners[0]: unknown key \"protcol\" (did you mean \"protocol\"?)",
             "sluice.yaml:5:5: listeners[0]: unknown key \"colour\"",
@@ -270,7 +279,10 @@ fn every_problem_of_a_file_is_reported_in_file_order() {
 
 #[test]
 fn syntax_errors_have_a_location() {
-    assert_errors("listeners: [\n  bad", &["sluice.yaml:1:12: listeners: unclosed bracket '['"]);
+    assert_errors(
+        "listeners: [\n  bad",
+        &["sluice.yaml:1:12: listeners: unclosed bracket '['"],
+    );
     assert_errors("", &["sluice.yaml: the file is empty"]);
 }
 
@@ -292,7 +304,9 @@ upstream = "stable"
 weight = 1
 "#;
     assert!(Config::parse(toml, Path::new("sluice.toml")).is_ok());
-    let bad = toml.replace("upstream = \"stable\"", "upstream = \"canry\"").replace("name = \"http\"", "name = \"http\"\nbogus = 1");
+    let bad = toml
+        .replace("upstream = \"stable\"", "upstream = \"canry\"")
+        .replace("name = \"http\"", "name = \"http\"\nbogus = 1");
     let err = Config::parse(&bad, Path::new("sluice.toml")).expect_err("invalid");
     assert_eq!(
         err.to_string(),
@@ -302,7 +316,9 @@ weight = 1
 }
 
 fn table() -> RouteTable {
-    Config::parse(BASE, Path::new("sluice.yaml")).expect("valid").routes
+    Config::parse(BASE, Path::new("sluice.yaml"))
+        .expect("valid")
+        .routes
 }
 
 fn weight_errors(text: &str) -> Vec<String> {
@@ -314,15 +330,18 @@ fn weight_errors(text: &str) -> Vec<String> {
 
 #[test]
 fn weights_file_rules() {
-    assert_eq!(weight_errors("routes:\n  default: { stable: 75, canary: 25 }\n"), Vec::<String>::new());
+    assert_eq!(
+        weight_errors("routes:\n  default: { stable: 75, canary: 25 }\n"),
+        Vec::<String>::new()
+    );
     assert_eq!(weight_errors("routes: {}\n"), Vec::<String>::new());
     assert_eq!(
         weight_errors("routes:\n  defualt: { stable: 75 }\n"),
-        ["weights.yaml:2:12: routes.defualt: unknown route \"defualt\" (known: default)"]
+        ["weights.yaml:2:3: routes.defualt: unknown route \"defualt\" (known: default)"]
     );
     assert_eq!(
         weight_errors("routes:\n  default: { stable: 75, canry: 25 }\n"),
-        ["weights.yaml:2:33: routes.default.canry: route \"default\" has no backend \"canry\" (its backends: stable, canary)"]
+        ["weights.yaml:2:26: routes.default.canry: route \"default\" has no backend \"canry\" (its backends: stable, canary)"]
     );
     assert_eq!(
         weight_errors("routes:\n  default: { stable: 0, canary: 0 }\n"),
@@ -346,7 +365,12 @@ fn weights_file_rules() {
 #[test]
 fn weights_apply_on_top_of_the_config() {
     let table = table();
-    let weights = Weights::parse("routes:\n  default: { canary: 30 }\n", Path::new("w.yaml"), &table).expect("valid");
+    let weights = Weights::parse(
+        "routes:\n  default: { canary: 30 }\n",
+        Path::new("w.yaml"),
+        &table,
+    )
+    .expect("valid");
     let applied = weights.apply(&table);
     let split = &applied.routes()[0].split;
     let got: Vec<(String, String)> = split
@@ -354,5 +378,11 @@ fn weights_apply_on_top_of_the_config() {
         .iter()
         .map(|b| (b.name.to_string(), b.weight.to_string()))
         .collect();
-    assert_eq!(got, [("stable".to_string(), "90".to_string()), ("canary".to_string(), "30".to_string())]);
+    assert_eq!(
+        got,
+        [
+            ("stable".to_string(), "90".to_string()),
+            ("canary".to_string(), "30".to_string())
+        ]
+    );
 }

@@ -84,12 +84,16 @@ impl Admin {
             "/config" => {
                 let body = serde_json::to_vec_pretty(&self.config_json()).unwrap_or_default();
                 let mut response = Response::new(Full::new(Bytes::from(body)));
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 response
             }
-            _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /ready, /health, /config\n"),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics, /ready, /health, /config\n",
+            ),
         }
     }
 
@@ -157,8 +161,9 @@ fn routes_json(snapshot: &Snapshot) -> Vec<Value> {
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

@@ -78,7 +78,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = ClientBodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -97,7 +100,9 @@ impl Body for RequestBody {
                 *this.progressed = false;
                 if let Some(sleep) = this.idle.as_mut() {
                     if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(ClientBodyError::Timeout(*this.idle_timeout))));
+                        return Poll::Ready(Some(Err(ClientBodyError::Timeout(
+                            *this.idle_timeout,
+                        ))));
                     }
                 }
                 Poll::Pending
@@ -147,7 +152,10 @@ impl Body for ResponseBody {
     type Error = BoxError;
 
     #[inline]
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project() {
             ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBodyProj::Upstream { mut body, lease } => match body.as_mut().poll_frame(cx) {
@@ -189,7 +197,9 @@ impl Body for ResponseBody {
     #[inline]
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Self::Upstream { body, .. } => body.size_hint(),
         }
     }

@@ -47,7 +47,9 @@ impl ProxyError {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Connect(_) | Self::ConnectTimeout | Self::Tls(_) | Self::Reset(_) => StatusCode::BAD_GATEWAY,
+            Self::Connect(_) | Self::ConnectTimeout | Self::Tls(_) | Self::Reset(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) | Self::BadRequestBody => StatusCode::BAD_REQUEST,
             Self::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -82,7 +84,10 @@ impl ProxyError {
     /// Whether the client connection must be closed after the answer (its framing can no
     /// longer be trusted).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, Self::BadRequest(_) | Self::BadRequestBody | Self::RequestBodyTimeout)
+        matches!(
+            self,
+            Self::BadRequest(_) | Self::BadRequestBody | Self::RequestBodyTimeout
+        )
     }
 }
 
@@ -104,7 +109,10 @@ mod tests {
             assert_eq!(error.status().as_u16(), status);
             assert_eq!(error.kind(), kind);
         }
-        assert_eq!(ProxyError::Timeout.upstream_kind(), Some(UpstreamErrorKind::Timeout));
+        assert_eq!(
+            ProxyError::Timeout.upstream_kind(),
+            Some(UpstreamErrorKind::Timeout)
+        );
         assert_eq!(ProxyError::NoRoute.upstream_kind(), None);
     }
 }

@@ -91,7 +91,8 @@ impl Proxy {
                 let failover = split.pick_among(random(), |i| {
                     i != chosen && backends[i].upstream.pick(0, start).is_some()
                 });
-                let picked = failover.and_then(|i| Some((i, backends[i].upstream.pick(random(), start)?.clone())));
+                let picked = failover
+                    .and_then(|i| Some((i, backends[i].upstream.pick(random(), start)?.clone())));
                 match picked {
                     Some((i, endpoint)) => {
                         backends[chosen].metrics.failover();
@@ -99,14 +100,20 @@ impl Proxy {
                         endpoint
                     }
                     None => {
-                        return Ok(answer_error(&backends[chosen].metrics, ProxyError::NoHealthyEndpoint, start))
+                        return Ok(answer_error(
+                            &backends[chosen].metrics,
+                            ProxyError::NoHealthyEndpoint,
+                            start,
+                        ))
                     }
                 }
             }
         };
         let metrics = &backends[chosen].metrics;
         let deadline = route.timeout.map(|t| start + t);
-        Ok(self.forward(&downstream, &endpoint, req, deadline, metrics, start).await)
+        Ok(self
+            .forward(&downstream, &endpoint, req, deadline, metrics, start)
+            .await)
     }
 
     async fn forward(
@@ -127,17 +134,22 @@ impl Proxy {
         };
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
         headers::add_forwarded(&mut parts.headers, &downstream.client_ip, downstream.https);
-        headers::ensure_request_id(&mut parts.headers, u128::from(random()) << 64 | u128::from(random()));
+        headers::ensure_request_id(
+            &mut parts.headers,
+            u128::from(random()) << 64 | u128::from(random()),
+        );
         if let Err(error) = retarget(&mut parts, endpoint.protocol(), endpoint.is_tls()) {
             return answer_error(metrics, error, start);
         }
         let req = Request::from_parts(parts, RequestBody::new(body, self.body_idle_timeout));
 
         let sent = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), endpoint.send(req)).await {
-                Ok(result) => result,
-                Err(_) => Err(ProxyError::Timeout),
-            },
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline.into(), endpoint.send(req)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ProxyError::Timeout),
+                }
+            }
             None => endpoint.send(req).await,
         };
         match sent {
@@ -145,7 +157,13 @@ impl Proxy {
                 let status = response.status();
                 endpoint.record_outcome(!status.is_server_error(), start);
                 metrics.record(status.as_u16(), start.elapsed().as_secs_f64());
-                debug!(route = metrics.route(), backend = metrics.backend(), endpoint = endpoint.label(), status = status.as_u16(), "proxied");
+                debug!(
+                    route = metrics.route(),
+                    backend = metrics.backend(),
+                    endpoint = endpoint.label(),
+                    status = status.as_u16(),
+                    "proxied"
+                );
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_upgrade) = client_upgrade {
                         let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -173,7 +191,11 @@ impl Proxy {
 
 /// Points the request at the upstream: origin-form target and a `Host` header for HTTP/1.1,
 /// absolute target (which carries `:authority`) for HTTP/2. The client's host is kept either way.
-fn retarget(parts: &mut http::request::Parts, protocol: UpstreamProtocol, tls: bool) -> Result<(), ProxyError> {
+fn retarget(
+    parts: &mut http::request::Parts,
+    protocol: UpstreamProtocol,
+    tls: bool,
+) -> Result<(), ProxyError> {
     match protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
@@ -196,7 +218,8 @@ fn retarget(parts: &mut http::request::Parts, protocol: UpstreamProtocol, tls: b
         UpstreamProtocol::Http2 => {
             parts.version = Version::HTTP_2;
             let authority = match parts.headers.remove(header::HOST) {
-                Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
+                Some(host) => Authority::try_from(host.as_bytes())
+                    .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
                 None => parts
                     .uri
                     .authority()
@@ -209,14 +232,19 @@ fn retarget(parts: &mut http::request::Parts, protocol: UpstreamProtocol, tls: b
             if uri.path_and_query.is_none() {
                 uri.path_and_query = Some(PathAndQuery::from_static("/"));
             }
-            parts.uri = Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+            parts.uri = Uri::from_parts(uri)
+                .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
         }
     }
     Ok(())
 }
 
 /// A proxy-generated answer: status, `x-sluice-error`, a one-line body; recorded in metrics.
-fn answer_error(metrics: &BackendMetrics, error: ProxyError, start: Instant) -> Response<ResponseBody> {
+fn answer_error(
+    metrics: &BackendMetrics,
+    error: ProxyError,
+    start: Instant,
+) -> Response<ResponseBody> {
     let status = error.status();
     metrics.record(status.as_u16(), start.elapsed().as_secs_f64());
     if !matches!(error, ProxyError::NoRoute) {
@@ -225,8 +253,14 @@ fn answer_error(metrics: &BackendMetrics, error: ProxyError, start: Instant) -> 
     let mut response = Response::new(ResponseBody::full(format!("sluice: {error}\n")));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(headers::X_SLUICE_ERROR.clone(), HeaderValue::from_static(error.kind()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        headers::X_SLUICE_ERROR.clone(),
+        HeaderValue::from_static(error.kind()),
+    );
     if error.closes_connection() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -235,7 +269,11 @@ fn answer_error(metrics: &BackendMetrics, error: ProxyError, start: Instant) -> 
 
 /// Copies bytes both ways between an upgraded client and upstream connection until either
 /// side closes. The lease keeps the endpoint's in-flight count honest meanwhile.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, mut lease: Lease) {
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    mut lease: Lease,
+) {
     lease.detach_connection();
     match tokio::try_join!(client, upstream) {
         Ok((client, upstream)) => {

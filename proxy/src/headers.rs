@@ -29,7 +29,9 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
     match (codings.next(), codings.next()) {
         (None, _) => Ok(()),
         (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(()),
-        _ => Err(ProxyError::BadRequest("unsupported transfer coding (only \"chunked\" is accepted)")),
+        _ => Err(ProxyError::BadRequest(
+            "unsupported transfer coding (only \"chunked\" is accepted)",
+        )),
     }
 }
 
@@ -60,7 +62,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(&PROXY_CONNECTION);
     headers.remove(header::TRANSFER_ENCODING);
     if let Some(te) = headers.remove(header::TE) {
-        if te.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers")) {
+        if te
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
     }
@@ -101,7 +107,14 @@ pub fn ensure_request_id(headers: &mut HeaderMap, random: u128) {
     // UUID version 4, variant 1.
     let v = (random & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
     let hex = format!("{v:032x}");
-    let uuid = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
     if let Ok(value) = HeaderValue::from_str(&uuid) {
         headers.insert(X_REQUEST_ID.clone(), value);
     }
@@ -153,8 +166,14 @@ mod tests {
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(wants_upgrade(&h));
         remove_hop_by_hop(&mut h, true);
-        assert_eq!(h.get("upgrade").map(|v| v.as_bytes()), Some(&b"websocket"[..]));
-        assert_eq!(h.get("connection").map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
+        assert_eq!(
+            h.get("upgrade").map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        assert_eq!(
+            h.get("connection").map(|v| v.as_bytes()),
+            Some(&b"upgrade"[..])
+        );
     }
 
     #[test]
@@ -163,7 +182,11 @@ mod tests {
         assert!(check_framing(&headers(&[("transfer-encoding", "chunked")])).is_ok());
         assert!(check_framing(&headers(&[("transfer-encoding", "Chunked")])).is_ok());
         assert!(check_framing(&headers(&[("transfer-encoding", "gzip, chunked")])).is_err());
-        assert!(check_framing(&headers(&[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&headers(&[
+            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", "chunked")
+        ]))
+        .is_err());
     }
 
     #[test]
@@ -171,23 +194,39 @@ mod tests {
         let ip = HeaderValue::from_static("10.0.0.2");
         let mut h = headers(&[("x-forwarded-for", "1.2.3.4")]);
         add_forwarded(&mut h, &ip, true);
-        assert_eq!(h.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"1.2.3.4, 10.0.0.2"[..]));
-        assert_eq!(h.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
+        assert_eq!(
+            h.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"1.2.3.4, 10.0.0.2"[..])
+        );
+        assert_eq!(
+            h.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            Some(&b"https"[..])
+        );
         let mut fresh = HeaderMap::new();
         add_forwarded(&mut fresh, &ip, false);
-        assert_eq!(fresh.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"10.0.0.2"[..]));
+        assert_eq!(
+            fresh.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"10.0.0.2"[..])
+        );
     }
 
     #[test]
     fn request_ids_are_uuid_v4_and_kept_when_present() {
         let mut h = HeaderMap::new();
         ensure_request_id(&mut h, u128::MAX);
-        let id = h.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let id = h
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
         let mut given = headers(&[("x-request-id", "abc")]);
         ensure_request_id(&mut given, 7);
-        assert_eq!(given.get("x-request-id").map(|v| v.as_bytes()), Some(&b"abc"[..]));
+        assert_eq!(
+            given.get("x-request-id").map(|v| v.as_bytes()),
+            Some(&b"abc"[..])
+        );
     }
 }

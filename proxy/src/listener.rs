@@ -115,7 +115,13 @@ impl BoundListener {
 
     /// Accepts until draining starts (then the socket closes: new connections are refused);
     /// each connection finishes its in-flight requests and closes when draining starts.
-    pub async fn serve(self, proxy: Arc<Proxy>, limits: Limits, connections: Gauge, drain: DrainWatch) {
+    pub async fn serve(
+        self,
+        proxy: Arc<Proxy>,
+        limits: Limits,
+        connections: Gauge,
+        drain: DrainWatch,
+    ) {
         let builders = Arc::new(Builders::new(limits));
         let protocol = self.config.protocol;
         let mut stopping = drain.clone();
@@ -165,17 +171,19 @@ impl Connection {
         let _gauge = GaugeGuard(&self.gauge);
         let stream = match &self.tls {
             None => Stream::Plain(tcp),
-            Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
-                Ok(Err(e)) => {
-                    debug!(client.addr = %self.peer, error = %e, "TLS handshake failed");
-                    return;
+            Some(acceptor) => {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                    Ok(Err(e)) => {
+                        debug!(client.addr = %self.peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(client.addr = %self.peer, "TLS handshake timed out");
+                        return;
+                    }
                 }
-                Err(_) => {
-                    debug!(client.addr = %self.peer, "TLS handshake timed out");
-                    return;
-                }
-            },
+            }
         };
         let builder = match (stream.alpn(), self.protocol) {
             (Some(b"h2"), _) | (_, ListenerProtocol::Http2) => &self.builders.http2,
@@ -239,7 +247,8 @@ impl Builders {
 
 fn client_ip_header(peer: SocketAddr) -> HeaderValue {
     // An IP address always formats to a valid header value.
-    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    HeaderValue::from_str(&peer.ip().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Binds a TCP listener with `SO_REUSEADDR` and a deep accept backlog.

@@ -84,7 +84,11 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
-            eprintln!("{}: {} problem(s); nothing was changed", path.display(), e.count());
+            eprintln!(
+                "{}: {} problem(s); nothing was changed",
+                path.display(),
+                e.count()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -140,7 +144,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         b.worker_threads(workers);
         b
     };
-    let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let options = Options {
         config: cli.config,
         drain_timeout: cli.drain_timeout,

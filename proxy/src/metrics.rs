@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// `sluice_requests_total{route,backend,code}`: responses sent, proxy-generated ones included.
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
@@ -66,12 +68,15 @@ pub fn duration_buckets() -> Vec<f64> {
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    backends: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<BackendMetrics>>>,
+    backends: Mutex<HashMap<RouteBackend, Arc<BackendMetrics>>>,
     upstream_errors: Mutex<HashMap<Arc<str>, Arc<UpstreamErrorCounters>>>,
     reloads_ok: Counter,
     reloads_error: Counter,
     generation: Gauge,
 }
+
+/// A `(route, backend)` label pair.
+type RouteBackend = (Arc<str>, Arc<str>);
 
 /// Handles for one route/backend pair, resolved once per config generation.
 #[derive(Debug)]
@@ -163,11 +168,18 @@ impl Metrics {
 
     /// The upstream error counters of `backend`.
     pub fn upstream_errors(&self, backend: &Arc<str>) -> Arc<UpstreamErrorCounters> {
-        let mut map = self.upstream_errors.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         map.entry(backend.clone())
             .or_insert_with(|| {
                 let counter = |kind: &str| {
-                    register_counter(&self.recorder, UPSTREAM_ERRORS, &[(LABEL_BACKEND, backend), (LABEL_KIND, kind)])
+                    register_counter(
+                        &self.recorder,
+                        UPSTREAM_ERRORS,
+                        &[(LABEL_BACKEND, backend), (LABEL_KIND, kind)],
+                    )
                 };
                 Arc::new(UpstreamErrorCounters {
                     connect: counter("connect"),
@@ -182,7 +194,10 @@ impl Metrics {
     /// `sluice_route_backend_weight{route,backend}`.
     pub fn weight_gauge(&self, route: &str, backend: &str) -> Gauge {
         self.recorder.register_gauge(
-            &key(ROUTE_BACKEND_WEIGHT, &[(LABEL_ROUTE, route), (LABEL_BACKEND, backend)]),
+            &key(
+                ROUTE_BACKEND_WEIGHT,
+                &[(LABEL_ROUTE, route), (LABEL_BACKEND, backend)],
+            ),
             &metadata(),
         )
     }
@@ -190,15 +205,20 @@ impl Metrics {
     /// `sluice_endpoint_healthy{backend,endpoint}`.
     pub fn endpoint_healthy(&self, backend: &str, endpoint: &str) -> Gauge {
         self.recorder.register_gauge(
-            &key(ENDPOINT_HEALTHY, &[(LABEL_BACKEND, backend), (LABEL_ENDPOINT, endpoint)]),
+            &key(
+                ENDPOINT_HEALTHY,
+                &[(LABEL_BACKEND, backend), (LABEL_ENDPOINT, endpoint)],
+            ),
             &metadata(),
         )
     }
 
     /// `sluice_active_connections{listener}`.
     pub fn active_connections(&self, listener: &str) -> Gauge {
-        self.recorder
-            .register_gauge(&key(ACTIVE_CONNECTIONS, &[(LABEL_LISTENER, listener)]), &metadata())
+        self.recorder.register_gauge(
+            &key(ACTIVE_CONNECTIONS, &[(LABEL_LISTENER, listener)]),
+            &metadata(),
+        )
     }
 
     /// Counts one reload attempt.
@@ -252,7 +272,11 @@ impl BackendMetrics {
             register_counter(
                 &self.recorder,
                 REQUESTS_TOTAL,
-                &[(LABEL_ROUTE, &self.route), (LABEL_BACKEND, &self.backend), (LABEL_CODE, &code)],
+                &[
+                    (LABEL_ROUTE, &self.route),
+                    (LABEL_BACKEND, &self.backend),
+                    (LABEL_CODE, &code),
+                ],
             )
         };
         match COMMON_CODES.iter().position(|c| *c == status) {
@@ -306,25 +330,50 @@ fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
     Key::from_parts(name, labels)
 }
 
-fn register_counter(recorder: &PrometheusRecorder, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+fn register_counter(
+    recorder: &PrometheusRecorder,
+    name: &'static str,
+    labels: &[(&'static str, &str)],
+) -> Counter {
     recorder.register_counter(&key(name, labels), &metadata())
 }
 
 fn describe(recorder: &PrometheusRecorder) {
     let counters = [
-        (REQUESTS_TOTAL, "Responses sent, by route, backend and status code (proxy-generated errors included)."),
-        (UPSTREAM_ERRORS, "Upstream failures by backend and kind (connect, timeout, reset, tls)."),
-        (CONFIG_RELOADS, "Config and weights reload attempts by result (ok, error)."),
-        (BACKEND_FAILOVERS, "Requests sent to another backend because this one had no healthy endpoint."),
+        (
+            REQUESTS_TOTAL,
+            "Responses sent, by route, backend and status code (proxy-generated errors included).",
+        ),
+        (
+            UPSTREAM_ERRORS,
+            "Upstream failures by backend and kind (connect, timeout, reset, tls).",
+        ),
+        (
+            CONFIG_RELOADS,
+            "Config and weights reload attempts by result (ok, error).",
+        ),
+        (
+            BACKEND_FAILOVERS,
+            "Requests sent to another backend because this one had no healthy endpoint.",
+        ),
     ];
     for (name, help) in counters {
         recorder.describe_counter(name.into(), None, help.into());
     }
     let gauges = [
-        (ROUTE_BACKEND_WEIGHT, "The backend weight in force for each route."),
-        (CONFIG_GENERATION, "Generation of the routing config in force; rises with every applied change."),
+        (
+            ROUTE_BACKEND_WEIGHT,
+            "The backend weight in force for each route.",
+        ),
+        (
+            CONFIG_GENERATION,
+            "Generation of the routing config in force; rises with every applied change.",
+        ),
         (ACTIVE_CONNECTIONS, "Open client connections by listener."),
-        (ENDPOINT_HEALTHY, "1 when the endpoint takes traffic, 0 while ejected by outlier detection."),
+        (
+            ENDPOINT_HEALTHY,
+            "1 when the endpoint takes traffic, 0 while ejected by outlier detection.",
+        ),
     ];
     for (name, help) in gauges {
         recorder.describe_gauge(name.into(), None, help.into());
@@ -343,7 +392,10 @@ mod tests {
     #[test]
     fn buckets_are_fine_enough_for_a_p95_within_ten_percent() {
         let bounds = duration_buckets();
-        assert!(bounds.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
+        assert!(
+            bounds.windows(2).all(|w| w[0] < w[1]),
+            "strictly increasing"
+        );
         assert!((bounds[0] - 0.001).abs() < 1e-12);
         for w in bounds.windows(2).filter(|w| w[0] >= 0.005 && w[1] <= 2.0) {
             assert!(w[1] / w[0] <= 1.10, "{} -> {}", w[0], w[1]);
@@ -359,15 +411,44 @@ mod tests {
         pair.record(200, 0.013);
         pair.record(599, 0.5);
         pair.failover();
-        metrics.upstream_errors(&Arc::from("canary")).count(UpstreamErrorKind::Connect);
+        metrics
+            .upstream_errors(&Arc::from("canary"))
+            .count(UpstreamErrorKind::Connect);
         metrics.reload(false);
         let text = metrics.render();
-        assert!(text.contains("sluice_requests_total{route=\"default\",backend=\"canary\",code=\"200\"} 2"), "{text}");
-        assert!(text.contains("sluice_requests_total{route=\"default\",backend=\"canary\",code=\"599\"} 1"), "{text}");
-        assert!(text.contains("sluice_request_duration_seconds_count{route=\"default\",backend=\"canary\"} 3"), "{text}");
-        assert!(text.contains("sluice_backend_failovers_total{route=\"default\",backend=\"canary\"} 1"), "{text}");
-        assert!(text.contains("sluice_upstream_errors_total{backend=\"canary\",kind=\"connect\"} 1"), "{text}");
-        assert!(text.contains("sluice_config_reloads_total{result=\"error\"} 1"), "{text}");
-        assert!(text.contains("# TYPE sluice_request_duration_seconds histogram"), "{text}");
+        assert!(
+            text.contains(
+                "sluice_requests_total{route=\"default\",backend=\"canary\",code=\"200\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_requests_total{route=\"default\",backend=\"canary\",code=\"599\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_request_duration_seconds_count{route=\"default\",backend=\"canary\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_backend_failovers_total{route=\"default\",backend=\"canary\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_upstream_errors_total{backend=\"canary\",kind=\"connect\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_config_reloads_total{result=\"error\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sluice_request_duration_seconds histogram"),
+            "{text}"
+        );
     }
 }

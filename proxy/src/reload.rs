@@ -90,14 +90,18 @@ pub enum Trigger {
 
 impl Reloader {
     /// Loads the config and weights at start. Errors here stop the process.
-    pub fn start(config_path: &Path, metrics: Arc<Metrics>) -> Result<(Self, Arc<Routing>), ReloadError> {
+    pub fn start(
+        config_path: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, Arc<Routing>), ReloadError> {
         let config_bytes = std::fs::read(config_path).ok();
         let config = Arc::new(Config::load(config_path)?);
         let (weights, weights_text, weights_seen) = match &config.weights_file {
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => {
                     let text = String::from_utf8_lossy(&bytes).into_owned();
-                    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
+                    let weights = Weights::parse(&text, path, &config.routes)
+                        .map_err(ReloadError::Weights)?;
                     (weights, Some(text), Some(bytes))
                 }
                 // Missing at start: no overrides yet (the control creates it).
@@ -167,7 +171,10 @@ impl Reloader {
             let bytes = std::fs::read(path).ok();
             if forced || bytes != state.weights_seen {
                 state.weights_seen = bytes.clone();
-                outcomes.push(("weights", self.reload_weights(&mut state, &current, path, bytes)));
+                outcomes.push((
+                    "weights",
+                    self.reload_weights(&mut state, &current, path, bytes),
+                ));
             }
         }
         let at = SystemTime::now()
@@ -183,7 +190,12 @@ impl Reloader {
                     self.metrics.reload(true);
                     publish_weights(&self.metrics, &self.routing.snapshot(), Some(&previous));
                     info!(what, generation, "reloaded");
-                    state.last = Some(ReloadReport { result: "ok", what, error: None, at });
+                    state.last = Some(ReloadReport {
+                        result: "ok",
+                        what,
+                        error: None,
+                        at,
+                    });
                     published = true;
                 }
                 Ok(None) => {}
@@ -211,19 +223,27 @@ impl Reloader {
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => {
                     let text = String::from_utf8_lossy(&bytes).into_owned();
-                    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
+                    let weights = Weights::parse(&text, path, &config.routes)
+                        .map_err(ReloadError::Weights)?;
                     (weights, Some(text), Some(bytes))
                 }
                 Err(_) => match &state.weights_text {
                     Some(text) => {
-                        let weights = Weights::parse(text, path, &config.routes).map_err(ReloadError::WeightsMismatch)?;
+                        let weights = Weights::parse(text, path, &config.routes)
+                            .map_err(ReloadError::WeightsMismatch)?;
                         (weights, state.weights_text.clone(), None)
                     }
                     None => (Weights::none(), None, None),
                 },
             },
         };
-        let snapshot = Snapshot::build(state.generation + 1, Arc::new(config), weights, &self.registry, &self.metrics)?;
+        let snapshot = Snapshot::build(
+            state.generation + 1,
+            Arc::new(config),
+            weights,
+            &self.registry,
+            &self.metrics,
+        )?;
         state.generation += 1;
         state.weights_text = weights_text;
         state.weights_seen = weights_seen;
@@ -244,8 +264,15 @@ impl Reloader {
             return Err(ReloadError::WeightsDeleted(path.to_path_buf()));
         };
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        let weights = Weights::parse(&text, path, &current.config.routes).map_err(ReloadError::Weights)?;
-        let snapshot = Snapshot::build(state.generation + 1, current.config.clone(), weights, &self.registry, &self.metrics)?;
+        let weights =
+            Weights::parse(&text, path, &current.config.routes).map_err(ReloadError::Weights)?;
+        let snapshot = Snapshot::build(
+            state.generation + 1,
+            current.config.clone(),
+            weights,
+            &self.registry,
+            &self.metrics,
+        )?;
         state.generation += 1;
         state.weights_text = Some(text);
         Ok(Some(snapshot))
@@ -279,7 +306,8 @@ impl Reloader {
                 None
             }
         };
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let trigger = tokio::select! {
                 event = rx.recv() => match event {
@@ -302,7 +330,10 @@ impl Reloader {
             };
             // Parsing and building happen on a blocking thread: never on the request path.
             let this = self.clone();
-            if tokio::task::spawn_blocking(move || this.reload(trigger)).await.is_err() {
+            if tokio::task::spawn_blocking(move || this.reload(trigger))
+                .await
+                .is_err()
+            {
                 error!("reload task panicked; the previous config stays in force");
             }
         }
@@ -341,7 +372,9 @@ fn warn_about_startup_only_changes(running: &Config, new: &Config) {
 fn publish_weights(metrics: &Metrics, current: &Snapshot, previous: Option<&Snapshot>) {
     if let Some(previous) = previous {
         for (route, backend, _) in previous.weights_in_force() {
-            let still = current.weights_in_force().any(|(r, b, _)| r == route && b == backend);
+            let still = current
+                .weights_in_force()
+                .any(|(r, b, _)| r == route && b == backend);
             if !still {
                 metrics.weight_gauge(route, backend).set(0.0);
             }

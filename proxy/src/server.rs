@@ -137,14 +137,23 @@ impl Server {
             info!(listener = %name, %address, "listening");
             let gauge = self.metrics.active_connections(name);
             gauge.set(0.0);
-            tokio::spawn(listener.serve(self.proxy.clone(), self.options.limits, gauge, drain_watch.clone()));
+            tokio::spawn(listener.serve(
+                self.proxy.clone(),
+                self.options.limits,
+                gauge,
+                drain_watch.clone(),
+            ));
         }
         if let Ok(address) = self.admin_socket.local_addr() {
             info!(%address, "admin listening");
         }
         tokio::spawn(self.admin.clone().serve(self.admin_socket, admin_stop_rx));
         tokio::spawn(self.reloader.clone().watch(drain_watch.clone()));
-        tokio::spawn(housekeeping(self.metrics.clone(), self.routing.clone(), drain_watch));
+        tokio::spawn(housekeeping(
+            self.metrics.clone(),
+            self.routing.clone(),
+            drain_watch,
+        ));
         self.admin.ready.store(true, Ordering::Relaxed);
         info!(generation = self.routing.snapshot().generation, "ready");
 
@@ -154,7 +163,10 @@ impl Server {
         let started = Instant::now();
         match drain.drain(self.options.drain_timeout).await {
             0 => info!(took = ?started.elapsed(), "drained"),
-            open => warn!(open, "drain timeout reached; closing the remaining connections"),
+            open => warn!(
+                open,
+                "drain timeout reached; closing the remaining connections"
+            ),
         }
         let _ = admin_stop_tx.send(true);
     }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::SystemTime;
 
-use sluice_config::{Address, ClientTls, Config, OutlierDetection, RouteTable, UpstreamProtocol, Weights};
+use sluice_config::{
+    Address, ClientTls, Config, OutlierDetection, RouteTable, UpstreamProtocol, Weights,
+};
 
 use crate::metrics::{BackendMetrics, Metrics};
 use crate::tls::{client_config, TlsError};
@@ -88,9 +90,11 @@ impl Snapshot {
                 None => Connector::plain(upstream.connect_timeout),
                 Some(tls) => {
                     let (client, name) =
-                        client_config(tls, upstream.protocol).map_err(|source| SnapshotError::Tls {
-                            upstream: upstream.name.to_string(),
-                            source,
+                        client_config(tls, upstream.protocol).map_err(|source| {
+                            SnapshotError::Tls {
+                                upstream: upstream.name.to_string(),
+                                source,
+                            }
                         })?;
                     Connector::tls(upstream.connect_timeout, client, name)
                 }
@@ -115,7 +119,8 @@ impl Snapshot {
                             protocol: upstream.protocol,
                             connector: connector.clone(),
                             outlier: upstream.outlier_detection,
-                            healthy_gauge: metrics.endpoint_healthy(&upstream.name, &address.to_string()),
+                            healthy_gauge: metrics
+                                .endpoint_healthy(&upstream.name, &address.to_string()),
                             errors: errors.clone(),
                         })
                     })
@@ -171,8 +176,15 @@ impl Snapshot {
 }
 
 impl EndpointRegistry {
-    fn get_or_create(&self, key: EndpointKey, create: impl FnOnce() -> Arc<Endpoint>) -> Arc<Endpoint> {
-        let mut map = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+    fn get_or_create(
+        &self,
+        key: EndpointKey,
+        create: impl FnOnce() -> Arc<Endpoint>,
+    ) -> Arc<Endpoint> {
+        let mut map = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
             return live;
         }
@@ -183,11 +195,18 @@ impl EndpointRegistry {
 
     /// Forgets endpoints no generation uses any more (their pools have been dropped).
     fn prune(&self) {
-        let mut map = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         map.retain(|_, weak| weak.strong_count() > 0);
     }
 }
 
 fn outlier_key(o: &OutlierDetection) -> (u32, std::time::Duration, std::time::Duration) {
-    (o.consecutive_failures, o.base_ejection_time, o.max_ejection_time)
+    (
+        o.consecutive_failures,
+        o.base_ejection_time,
+        o.max_ejection_time,
+    )
 }

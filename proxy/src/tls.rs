@@ -69,13 +69,18 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// The server config of a TLS listener; ALPN offers what the listener's protocol allows.
-pub fn server_config(tls: &ServerTls, protocol: ListenerProtocol) -> Result<Arc<ServerConfig>, TlsError> {
-    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+pub fn server_config(
+    tls: &ServerTls,
+    protocol: ListenerProtocol,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match &tls.client_ca {
         Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                .build()
-                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsError::Verifier(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -98,7 +103,9 @@ pub fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(&tls.ca)?);
     let mut config = match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key_path)) => builder.with_client_auth_cert(certs(cert)?, key(key_path)?)?,
+        (Some(cert), Some(key_path)) => {
+            builder.with_client_auth_cert(certs(cert)?, key(key_path)?)?
+        }
         _ => builder.with_no_client_auth(),
     };
     config.alpn_protocols = match protocol {

@@ -41,7 +41,11 @@ pub(crate) fn compile_routes(
             None => Some(RouteMatch::default()),
             Some(m) => compile_match(check, m, &path.key("match")),
         };
-        let timeout = check.duration(&route.timeout, path.key("timeout"), Some(DEFAULT_ROUTE_TIMEOUT));
+        let timeout = check.duration(
+            &route.timeout,
+            path.key("timeout"),
+            Some(DEFAULT_ROUTE_TIMEOUT),
+        );
         let sticky = match &route.sticky {
             None => Some(None),
             Some(s) => compile_sticky(check, s, &path.key("sticky")).map(Some),
@@ -79,12 +83,21 @@ fn compile_match(check: &mut Checker<'_>, raw: &RawMatch, path: &FieldPath) -> O
                 "path_regex" => match full_match_regex(value) {
                     Ok(re) => Some(PathMatch::Regex(re)),
                     Err(reason) => {
-                        check.report(at, Invalid::Regex { value: value.to_string(), reason });
+                        check.report(
+                            at,
+                            Invalid::Regex {
+                                value: value.to_string(),
+                                reason,
+                            },
+                        );
                         None
                     }
                 },
                 _ if !value.starts_with('/') => {
-                    check.report(at, Invalid::Value(format!("path \"{value}\" must start with \"/\"")));
+                    check.report(
+                        at,
+                        Invalid::Value(format!("path \"{value}\" must start with \"/\"")),
+                    );
                     None
                 }
                 "path_exact" => Some(PathMatch::Exact(value.to_string())),
@@ -122,7 +135,10 @@ fn compile_match(check: &mut Checker<'_>, raw: &RawMatch, path: &FieldPath) -> O
             match Method::from_bytes(upper.as_bytes()) {
                 Ok(method) if !upper.is_empty() => Some(method),
                 _ => {
-                    check.report(path.key("method"), Invalid::Value(format!("\"{m}\" is not an HTTP method")));
+                    check.report(
+                        path.key("method"),
+                        Invalid::Value(format!("\"{m}\" is not an HTTP method")),
+                    );
                     ok = false;
                     None
                 }
@@ -151,14 +167,23 @@ fn compile_value_matches(
     path: &FieldPath,
     is_header: bool,
 ) -> Option<Vec<(String, ValueMatch)>> {
-    let Some(raw) = raw else { return Some(Vec::new()) };
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
     let mut ok = true;
     let mut out = Vec::new();
     for (name, m) in &raw.0 {
         let at = path.key(name.as_str());
-        let name = if is_header { name.to_ascii_lowercase() } else { name.clone() };
+        let name = if is_header {
+            name.to_ascii_lowercase()
+        } else {
+            name.clone()
+        };
         if is_header && HeaderName::from_bytes(name.as_bytes()).is_err() {
-            check.report(at.clone(), Invalid::Value(format!("\"{name}\" is not a valid header name")));
+            check.report(
+                at.clone(),
+                Invalid::Value(format!("\"{name}\" is not a valid header name")),
+            );
             ok = false;
             continue;
         }
@@ -168,9 +193,15 @@ fn compile_value_matches(
             continue;
         }
         let kinds = [
-            m.exact.as_ref().map(|v| ("exact", ValueMatch::Exact(v.clone()))),
-            m.prefix.as_ref().map(|v| ("prefix", ValueMatch::Prefix(v.clone()))),
-            m.regex.as_ref().map(|v| ("regex", ValueMatch::Exact(v.clone()))),
+            m.exact
+                .as_ref()
+                .map(|v| ("exact", ValueMatch::Exact(v.clone()))),
+            m.prefix
+                .as_ref()
+                .map(|v| ("prefix", ValueMatch::Prefix(v.clone()))),
+            m.regex
+                .as_ref()
+                .map(|v| ("regex", ValueMatch::Exact(v.clone()))),
             m.present.map(|p| ("present", ValueMatch::Present(p))),
         ];
         let given: Vec<(&str, ValueMatch)> = kinds.into_iter().flatten().collect();
@@ -201,7 +232,13 @@ fn compile_value_matches(
             (Some(pattern), _) => match full_match_regex(pattern) {
                 Ok(re) => ValueMatch::Regex(re),
                 Err(reason) => {
-                    check.report(at.key("regex"), Invalid::Regex { value: pattern.clone(), reason });
+                    check.report(
+                        at.key("regex"),
+                        Invalid::Regex {
+                            value: pattern.clone(),
+                            reason,
+                        },
+                    );
                     ok = false;
                     continue;
                 }
@@ -216,23 +253,28 @@ fn compile_value_matches(
 
 fn compile_sticky(check: &mut Checker<'_>, raw: &RawSticky, path: &FieldPath) -> Option<Sticky> {
     match (&raw.header, &raw.cookie) {
-        (Some(header), None) => match HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes()) {
-            Ok(name) => Some(Sticky::Header(name)),
-            Err(_) => {
-                check.report(
-                    path.key("header"),
-                    Invalid::Value(format!("\"{header}\" is not a valid header name")),
-                );
-                None
+        (Some(header), None) => {
+            match HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes()) {
+                Ok(name) => Some(Sticky::Header(name)),
+                Err(_) => {
+                    check.report(
+                        path.key("header"),
+                        Invalid::Value(format!("\"{header}\" is not a valid header name")),
+                    );
+                    None
+                }
             }
-        },
+        }
         (None, Some(cookie)) if !cookie.trim().is_empty() => Some(Sticky::Cookie(cookie.clone())),
         (None, Some(_)) => {
             check.report(path.key("cookie"), Invalid::Empty("cookie"));
             None
         }
         _ => {
-            check.report(path.clone(), Invalid::Value("give exactly one of header, cookie".into()));
+            check.report(
+                path.clone(),
+                Invalid::Value("give exactly one of header, cookie".into()),
+            );
             None
         }
     }
@@ -292,7 +334,10 @@ fn compile_backends(
                 if !declared.contains(&name.as_str()) {
                     check.report(
                         at.key("upstream"),
-                        Invalid::UnknownUpstream { name, known: known_list(declared.iter().copied()) },
+                        Invalid::UnknownUpstream {
+                            name,
+                            known: known_list(declared.iter().copied()),
+                        },
                     );
                 }
                 ok = false;

@@ -59,7 +59,10 @@ fn find_by_scan<'t>(table: &'t RouteTable, req: &Request<()>) -> Option<&'t str>
 #[test]
 fn first_match_wins_in_file_order() {
     let table = RouteTable::new(vec![
-        route("testers", header("canary", ValueMatch::Exact("true".into()))),
+        route(
+            "testers",
+            header("canary", ValueMatch::Exact("true".into())),
+        ),
         route(
             "api",
             RouteMatch {
@@ -69,11 +72,17 @@ fn first_match_wins_in_file_order() {
         ),
         route("default", RouteMatch::default()),
     ]);
-    let tester = Request::get("/api/x").header("canary", "true").body(()).expect("request");
+    let tester = Request::get("/api/x")
+        .header("canary", "true")
+        .body(())
+        .expect("request");
     assert_eq!(find(&table, &tester), Some("testers"));
     let api = Request::get("/api/x").body(()).expect("request");
     assert_eq!(find(&table, &api), Some("api"));
-    let other = Request::get("/").header("canary", "false").body(()).expect("request");
+    let other = Request::get("/")
+        .header("canary", "false")
+        .body(())
+        .expect("request");
     assert_eq!(find(&table, &other), Some("default"));
 }
 
@@ -103,9 +112,19 @@ fn tenant_routes_are_indexed_and_keep_order() {
     routes.push(route("default", RouteMatch::default()));
     let table = RouteTable::new(routes);
     assert_eq!(table.index_blocks(), 2, "one indexed block, one scan");
-    let req = Request::get("/").header("x-tenant", "t7").body(()).expect("request");
-    assert_eq!(find(&table, &req), Some("tenant-7"), "the first of two routes wins");
-    let unknown = Request::get("/").header("x-tenant", "zzz").body(()).expect("request");
+    let req = Request::get("/")
+        .header("x-tenant", "t7")
+        .body(())
+        .expect("request");
+    assert_eq!(
+        find(&table, &req),
+        Some("tenant-7"),
+        "the first of two routes wins"
+    );
+    let unknown = Request::get("/")
+        .header("x-tenant", "zzz")
+        .body(())
+        .expect("request");
     assert_eq!(find(&table, &unknown), Some("default"));
     let repeated = Request::get("/")
         .header("x-tenant", "zzz")
@@ -145,22 +164,32 @@ fn index_agrees_with_a_plain_scan() {
             },
         ));
     }
-    routes.push(route("prefix", RouteMatch {
-        path: Some(PathMatch::Prefix("/p".into())),
-        ..RouteMatch::default()
-    }));
+    routes.push(route(
+        "prefix",
+        RouteMatch {
+            path: Some(PathMatch::Prefix("/p".into())),
+            ..RouteMatch::default()
+        },
+    ));
     let table = RouteTable::new(routes);
     assert!(table.index_blocks() >= 4);
     for method in [Method::GET, Method::POST] {
         for t in ["v0", "v3", "v6", "v9", ""] {
             for host in ["h1.example.com", "H3.Example.COM", "other"] {
                 for path in ["/a", "/b", "/p1", "/p3", "/p9"] {
-                    let mut req = Request::builder().method(method.clone()).uri(path).header("host", host);
+                    let mut req = Request::builder()
+                        .method(method.clone())
+                        .uri(path)
+                        .header("host", host);
                     if !t.is_empty() {
                         req = req.header("x-t", t);
                     }
                     let req = req.body(()).expect("request");
-                    assert_eq!(find(&table, &req), find_by_scan(&table, &req), "{method} {t} {host} {path}");
+                    assert_eq!(
+                        find(&table, &req),
+                        find_by_scan(&table, &req),
+                        "{method} {t} {host} {path}"
+                    );
                 }
             }
         }

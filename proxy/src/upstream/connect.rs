@@ -27,7 +27,9 @@ struct TlsConnect {
 
 impl std::fmt::Debug for TlsConnect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsConnect").field("server_name", &self.server_name).finish()
+        f.debug_struct("TlsConnect")
+            .field("server_name", &self.server_name)
+            .finish()
     }
 }
 
@@ -38,7 +40,11 @@ impl Connector {
     }
 
     /// A TLS connector; `server_name` overrides the name taken from the endpoint address.
-    pub fn tls(timeout: Duration, config: Arc<rustls::ClientConfig>, server_name: Option<ServerName<'static>>) -> Self {
+    pub fn tls(
+        timeout: Duration,
+        config: Arc<rustls::ClientConfig>,
+        server_name: Option<ServerName<'static>>,
+    ) -> Self {
         Self {
             timeout,
             tls: Some(TlsConnect {
@@ -82,7 +88,11 @@ impl Connector {
                 ))
             })?,
         };
-        let stream = tls.connector.connect(name, tcp).await.map_err(ProxyError::Tls)?;
+        let stream = tls
+            .connector
+            .connect(name, tcp)
+            .await
+            .map_err(ProxyError::Tls)?;
         Ok(Stream::ClientTls(Box::new(stream)))
     }
 }
@@ -91,8 +101,13 @@ async fn connect_by_name(address: &Address) -> std::io::Result<TcpStream> {
     let Host::Name(name) = address.host() else {
         return Err(std::io::ErrorKind::InvalidInput.into());
     };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), address.port())).await?.collect();
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{name}: no addresses"));
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), address.port()))
+        .await?
+        .collect();
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{name}: no addresses"),
+    );
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(tcp) => return Ok(tcp),

@@ -136,7 +136,8 @@ impl Endpoint {
 
     /// Brings `sluice_endpoint_healthy` up to date once an ejection has expired.
     pub fn refresh_health_gauge(&self, now: Instant) {
-        self.healthy_gauge.set(if self.is_healthy(now) { 1.0 } else { 0.0 });
+        self.healthy_gauge
+            .set(if self.is_healthy(now) { 1.0 } else { 0.0 });
     }
 
     /// Counts an upstream error of `kind`.
@@ -147,7 +148,10 @@ impl Endpoint {
     /// Sends `req` (URI and headers already prepared for this upstream) and waits for the
     /// response headers. Reuses an idle connection when there is one; a request that a stale
     /// pooled connection could not even send is retried once on a fresh connection.
-    pub async fn send(self: &Arc<Self>, req: Request<RequestBody>) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {
             endpoint: self.clone(),
@@ -177,7 +181,13 @@ impl Endpoint {
             UpstreamProtocol::Http2 => {
                 let mut conn = match self.pool.h2() {
                     Some(conn) => conn,
-                    None => self.connect_http2().await?,
+                    None => {
+                        let _turn = self.pool.h2_connect_turn().await;
+                        match self.pool.h2() {
+                            Some(conn) => conn,
+                            None => self.connect_http2().await?,
+                        }
+                    }
                 };
                 match conn.try_send_request(req).await {
                     Ok(response) => Ok((response, lease)),

@@ -106,19 +106,29 @@ mod tests {
         health.record_success();
         assert_eq!(health.record_failure(t0), Verdict::Healthy);
         assert_eq!(health.record_failure(t0), Verdict::Healthy);
-        assert_eq!(health.record_failure(t0), Verdict::Ejected(Duration::from_secs(10)));
+        assert_eq!(
+            health.record_failure(t0),
+            Verdict::Ejected(Duration::from_secs(10))
+        );
         assert!(!health.is_healthy(t0 + Duration::from_secs(9)));
         assert!(health.is_healthy(t0 + Duration::from_secs(11)));
         let t1 = t0 + Duration::from_secs(11);
         for _ in 0..2 {
             assert_eq!(health.record_failure(t1), Verdict::Healthy);
         }
-        assert_eq!(health.record_failure(t1), Verdict::Ejected(Duration::from_secs(20)));
+        assert_eq!(
+            health.record_failure(t1),
+            Verdict::Ejected(Duration::from_secs(20))
+        );
         let t2 = t1 + Duration::from_secs(21);
         for _ in 0..2 {
             health.record_failure(t2);
         }
-        assert_eq!(health.record_failure(t2), Verdict::Ejected(Duration::from_secs(25)), "capped");
+        assert_eq!(
+            health.record_failure(t2),
+            Verdict::Ejected(Duration::from_secs(25)),
+            "capped"
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ impl Upstream {
                 }
                 let (ea, eb) = (&self.endpoints[a], &self.endpoints[b]);
                 match (ea.is_healthy(now), eb.is_healthy(now)) {
-                    (true, true) => Some(if eb.in_flight() < ea.in_flight() { eb } else { ea }),
+                    (true, true) => Some(if eb.in_flight() < ea.in_flight() {
+                        eb
+                    } else {
+                        ea
+                    }),
                     (true, false) => Some(ea),
                     (false, true) => Some(eb),
                     (false, false) => self.endpoints.iter().find(|e| e.is_healthy(now)),

@@ -20,13 +20,20 @@ const READY_WAIT: Duration = Duration::from_millis(100);
 pub(super) struct Pool {
     idle: Mutex<Vec<http1::SendRequest<RequestBody>>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// Held while an HTTP/2 connection is being opened, so concurrent first requests share
+    /// one connection instead of each opening their own.
+    h2_connecting: tokio::sync::Mutex<()>,
 }
 
 impl Pool {
     /// An idle HTTP/1.1 connection ready for a request, if there is one.
     pub(super) async fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
         loop {
-            let mut conn = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+            let mut conn = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()?;
             if conn.is_closed() {
                 continue;
             }
@@ -54,7 +61,10 @@ impl Pool {
 
     /// How many HTTP/1.1 connections are idle.
     pub(super) fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The shared HTTP/2 connection, if open.
@@ -63,9 +73,18 @@ impl Pool {
         slot.as_ref().filter(|c| !c.is_closed()).cloned()
     }
 
+    /// Waits while another request opens the HTTP/2 connection; the guard is held by the one
+    /// that opens it.
+    pub(super) async fn h2_connect_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.h2_connecting.lock().await
+    }
+
     /// Makes `conn` the shared HTTP/2 connection, unless another request already opened a
     /// live one meanwhile; returns the one to use.
-    pub(super) fn set_h2(&self, conn: http2::SendRequest<RequestBody>) -> http2::SendRequest<RequestBody> {
+    pub(super) fn set_h2(
+        &self,
+        conn: http2::SendRequest<RequestBody>,
+    ) -> http2::SendRequest<RequestBody> {
         let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
         match slot.as_ref() {
             Some(existing) if !existing.is_closed() => existing.clone(),

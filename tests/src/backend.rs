@@ -1,0 +1,382 @@
+//! A test upstream on `127.0.0.1:0`: counts requests and accepted connections, answers with
+//! its name, and can be told to fail, be slow, stream, echo, or upgrade.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// How a backend answers plain requests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Behavior {
+    /// 200 with the backend's name.
+    Ok,
+    /// Always this status.
+    Status(u16),
+    /// 200 after this delay.
+    Slow(Duration),
+    /// A 500 for this fraction of requests (deterministic: every n-th), 200 otherwise.
+    ErrorRate(f64),
+    /// Never answer (the connection stays open).
+    Hang,
+}
+
+/// A running test upstream. Stops when dropped.
+#[derive(Debug)]
+pub struct Backend {
+    /// Its name, the body of its 200 answers.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct State {
+    name: String,
+    hits: AtomicU64,
+    connections: AtomicU64,
+    behavior: Mutex<Behavior>,
+    last_headers: Mutex<Option<HeaderMap>>,
+    last_version: Mutex<Option<http::Version>>,
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+impl Backend {
+    /// Starts a backend named `name` on an ephemeral port (HTTP/1.1 and h2c).
+    pub async fn spawn(name: &str) -> Self {
+        Self::spawn_with_tls(name, None).await
+    }
+
+    /// Starts a backend that terminates TLS with `tls` (ALPN decides h2 or HTTP/1.1).
+    pub async fn spawn_with_tls(name: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("backend address");
+        let state = Arc::new(State {
+            name: name.to_string(),
+            hits: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            behavior: Mutex::new(Behavior::Ok),
+            last_headers: Mutex::new(None),
+            last_version: Mutex::new(None),
+        });
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                served.connections.fetch_add(1, Ordering::SeqCst);
+                let state = served.clone();
+                let builder = builder.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.answer(req).await) }
+                    });
+                    match acceptor {
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(tcp).await {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                                    .await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            name: name.to_string(),
+            addr,
+            state,
+            task,
+        }
+    }
+
+    /// Requests answered so far (all paths).
+    pub fn hits(&self) -> u64 {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Changes how plain requests are answered.
+    pub fn set_behavior(&self, behavior: Behavior) {
+        *self
+            .state
+            .behavior
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = behavior;
+    }
+
+    /// The headers of the most recent request.
+    pub fn last_headers(&self) -> Option<HeaderMap> {
+        self.state
+            .last_headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The HTTP version of the most recent request.
+    pub fn last_version(&self) -> Option<http::Version> {
+        *self
+            .state
+            .last_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `host:port`.
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl State {
+    async fn answer(&self, mut req: Request<Incoming>) -> Response<BoxBody> {
+        let n = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
+        *self
+            .last_headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(req.headers().clone());
+        *self
+            .last_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(req.version());
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        match path.as_str() {
+            // Streams `bytes` bytes of a deterministic pattern, in 64 KiB chunks, chunked;
+            // `ms` spreads them over that many milliseconds.
+            "/stream" => {
+                let total = param("bytes").unwrap_or(1024);
+                let spread = Duration::from_millis(param("ms").unwrap_or(0));
+                let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                tokio::spawn(async move {
+                    let chunks = total.div_ceil(65536).max(1);
+                    let pause = spread / u32::try_from(chunks).unwrap_or(u32::MAX);
+                    let mut sent = 0u64;
+                    while sent < total {
+                        let len = (total - sent).min(65536);
+                        let chunk: Vec<u8> = (sent..sent + len).map(|i| (i % 251) as u8).collect();
+                        sent += len;
+                        if tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_err() {
+                            return;
+                        }
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                });
+                self.respond(StatusCode::OK, BodyExt::boxed(channel_body(rx)))
+            }
+            // Streams the request body straight back.
+            "/echo" => {
+                let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                let mut body = req.into_body();
+                tokio::spawn(async move {
+                    while let Some(Ok(frame)) = body.frame().await {
+                        if let Ok(data) = frame.into_data() {
+                            if tx.send(Ok(Frame::data(data))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                self.respond(StatusCode::OK, BodyExt::boxed(channel_body(rx)))
+            }
+            // Reads the whole body; answers with its length and xxh3 checksum.
+            "/upload" => {
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let text = format!(
+                    "{} {:016x}\n",
+                    body.len(),
+                    xxhash_rust::xxh3::xxh3_64(&body)
+                );
+                self.respond(StatusCode::OK, full(text))
+            }
+            // A body followed by trailers (gRPC-style).
+            "/trailers" => {
+                let mut trailers = HeaderMap::new();
+                trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                let frames = vec![
+                    Ok(Frame::data(Bytes::from_static(b"payload"))),
+                    Ok(Frame::trailers(trailers)),
+                ];
+                self.respond(StatusCode::OK, BodyExt::boxed(futures_iter(frames)))
+            }
+            // WebSocket-style upgrade; then echoes bytes.
+            "/ws" => {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(upgraded) = on_upgrade.await {
+                        let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                        let _ = tokio::io::copy(&mut read, &mut write).await;
+                    }
+                });
+                let mut response = Response::new(BodyExt::boxed(Full::new(Bytes::new())));
+                *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                response
+                    .headers_mut()
+                    .insert("upgrade", HeaderValue::from_static("websocket"));
+                response
+                    .headers_mut()
+                    .insert("connection", HeaderValue::from_static("upgrade"));
+                response
+            }
+            _ => {
+                let behavior = self
+                    .behavior
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                match behavior {
+                    Behavior::Ok => self.respond(StatusCode::OK, full(format!("{}\n", self.name))),
+                    Behavior::Status(code) => {
+                        let status =
+                            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        self.respond(status, full(format!("{} {code}\n", self.name)))
+                    }
+                    Behavior::Slow(delay) => {
+                        tokio::time::sleep(delay).await;
+                        self.respond(StatusCode::OK, full(format!("{}\n", self.name)))
+                    }
+                    Behavior::ErrorRate(rate) => {
+                        let every = (1.0 / rate.max(1e-9)).round().max(1.0) as u64;
+                        if n % every == 0 {
+                            self.respond(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                full(format!("{} 500\n", self.name)),
+                            )
+                        } else {
+                            self.respond(StatusCode::OK, full(format!("{}\n", self.name)))
+                        }
+                    }
+                    Behavior::Hang => {
+                        std::future::pending::<()>().await;
+                        unreachable!("pending never resolves")
+                    }
+                }
+            }
+        }
+    }
+
+    fn respond(&self, status: StatusCode, body: BoxBody) -> Response<BoxBody> {
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        if let Ok(name) = HeaderValue::from_str(&self.name) {
+            response.headers_mut().insert("x-backend", name);
+        }
+        response
+    }
+}
+
+fn full(text: String) -> BoxBody {
+    BodyExt::boxed(Full::new(Bytes::from(text)))
+}
+
+/// A body fed by an mpsc receiver.
+pub fn channel_body<T>(rx: mpsc::Receiver<T>) -> ReceiverStream<T> {
+    ReceiverStream { rx }
+}
+
+/// A body over a fixed list of frames.
+fn futures_iter<T: Unpin>(items: Vec<T>) -> IterStream<T> {
+    IterStream {
+        items: items.into_iter(),
+    }
+}
+
+/// A body whose frames come from a channel.
+pub struct ReceiverStream<T> {
+    rx: mpsc::Receiver<T>,
+}
+
+/// A body whose frames come from a vector.
+pub struct IterStream<T> {
+    items: std::vec::IntoIter<T>,
+}
+
+impl<T> hyper::body::Body for ReceiverStream<Result<Frame<T>, Infallible>>
+where
+    T: hyper::body::Buf,
+{
+    type Data = T;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<T>, Infallible>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl<T: hyper::body::Buf + Unpin> hyper::body::Body for IterStream<Result<Frame<T>, Infallible>> {
+    type Data = T;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<T>, Infallible>>> {
+        Poll::Ready(self.items.next())
+    }
+}
+
+impl<T> std::fmt::Debug for ReceiverStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceiverStream")
+    }
+}
+
+impl<T> std::fmt::Debug for IterStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IterStream")
+    }
+}

@@ -1,0 +1,79 @@
+//! HTTP clients for tests: pooled HTTP/1.1, h2c prior knowledge, and one-shot helpers.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// A pooled client (keep-alive), HTTP/1.1 or h2c.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// An answer read to its end.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// A keep-alive HTTP/1.1 client.
+pub fn http1() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An h2c (prior knowledge) client.
+pub fn h2c() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `req` and reads the whole answer. Panics on transport errors.
+pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Reply {
+    let uri = req.uri().clone();
+    let response = client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("request to {uri} failed: {e:?}"));
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// GET `url` with `headers`.
+pub async fn get(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(
+        client,
+        req.body(Full::new(Bytes::new())).expect("valid request"),
+    )
+    .await
+}
+
+/// GET `url` on a fresh connection and return the body as text.
+pub async fn get_text(url: &str) -> String {
+    get(&http1(), url, &[]).await.text()
+}

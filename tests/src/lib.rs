@@ -1,0 +1,32 @@
+//! Test harness of sluice's integration tests: backends on `127.0.0.1:0`, the real
+//! `sluice-proxy` and `sluice-control` binaries as processes, HTTP clients, config builders,
+//! and [`eventually!`] to wait on an observable event instead of sleeping.
+
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod metrics;
+pub mod process;
+pub mod proxy;
+pub mod tls;
+
+pub use backend::{Backend, Behavior};
+pub use proxy::Proxy;
+
+/// Polls `$cond` (which may `.await`) every 20 ms until it holds; panics after 20 s with the
+/// message. Tests wait on events, never on sleeps.
+#[macro_export]
+macro_rules! eventually {
+    ($cond:expr, $($msg:tt)+) => {{
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if $cond {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out after 20s waiting for: {}", format!($($msg)+));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
