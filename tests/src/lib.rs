@@ -5,12 +5,14 @@
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod load;
 pub mod metrics;
 pub mod process;
 pub mod proxy;
 pub mod tls;
 
 pub use backend::{Backend, Behavior};
+pub use load::{Load, LoadReport};
 pub use proxy::Proxy;
 
 /// Polls `$cond` (which may `.await`) every 20 ms until it holds; panics after 20 s with the
