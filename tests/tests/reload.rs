@@ -395,10 +395,6 @@ async fn listener_changes_need_a_restart_and_the_rest_applies() {
                 1,
             )
             .replace(
-                "weight: 100 }\n  - name: default",
-                "weight: 100 }\n  - name: default",
-            )
-            .replace(
                 "{ upstream: stable, weight: 100 }",
                 "{ upstream: stable, weight: 0 }",
             )
