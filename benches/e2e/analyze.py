@@ -323,7 +323,7 @@ def main(d):
               writes, rok, rerr, ", ".join("%.1f%%" % x for x in share_on) or "-"))
         checks.append(("reload under load: wrk non-2xx + socket errors = 0", "%d (base runs: %d)" % (eo, eb),
                        "PASS" if eo == 0 else "MISS"))
-        checks.append(("reload under load: rps within 5%% of no-reload run", "%s vs %s rps (ratio %s)" % (
+        checks.append(("reload under load: rps within 5% of no-reload run", "%s vs %s rps (ratio %s)" % (
             f_rps(ro), f_rps(rb), f_ratio(ratio)), "PASS" if ratio == ratio and ratio >= 0.95 else "MISS"))
         checks.append(("(extra) reloads applied and none failed", "%d ok, %d failed" % (rok, rerr),
                        "PASS" if rok > 0 and rerr == 0 else "MISS"))
@@ -341,7 +341,7 @@ def main(d):
 
     # ------------------------------------------------------------ detail
     w("## Detail per run\n")
-    w("| kind | target | rps per run (set.rep) | load core busy %% | server core busy %% | steal %% | canary share under load |")
+    w("| kind | target | rps per run (set.rep) | load core busy % | server core busy % | steal % | canary share under load |")
     w("|---|---|---|---|---|---|---|")
     for kind in ("c64", "c8", "h2"):
         for t in targets:

@@ -236,7 +236,7 @@ cat "$OUT/sluice-check.txt"
     echo "sluice: $("$SLUICE_BIN" --version 2>&1 | head -1) (git ${rev:-?})"
     echo "nginx: $(nginx -v 2>&1 | head -1)"
     command -v haproxy >/dev/null && echo "haproxy: $(haproxy -v 2>&1 | head -1)"
-    [ -n "$ENVOY" ] && [ -x "$ENVOY" ] && echo "envoy: $("$ENVOY" --version 2>&1 | grep -o 'version: .*')"
+    [ -n "$ENVOY" ] && [ -x "$ENVOY" ] && v=$("$ENVOY" --version 2>&1 | grep -o "version: .*") && echo "envoy: $v"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     command -v h2load >/dev/null && echo "h2load: $(h2load --version 2>&1 | head -1)"
     echo "curl: $(curl --version | head -1)"
@@ -385,8 +385,9 @@ one_wrk() {   # CONC NAME SET REP
 one_h2() {    # NAME SET REP
     local n=$1 set=$2 rep=$3 f="$OUT/h2load-$1-s$2r$3.txt"
     measured h2 "$n" "$set" "$rep" -- timeout 120 h2load -n 100000 -c 32 -m 10 "http://127.0.0.1:${H2PORT[$n]}/" >"$f" 2>&1
-    printf '  h2   %-8s set%s rep%s: %s; %s\n' "$n" "$set" "$rep" \
-        "$(awk '/^finished in/{print $4, $5}' "$f")" "$(grep -m1 '^requests:' "$f")"
+    printf '  h2   %-8s set%s rep%s: %8s rps  %s\n' "$n" "$set" "$rep" \
+        "$(awk '/^finished in/{printf "%.0f", $4}' "$f")" \
+        "$(awk '/^requests:/{print $8, "succeeded,", $10, "failed,", $12, "errored"}' "$f")"
 }
 rotated() {   # REP: the targets, rotated by REP-1 so that no proxy always runs first
     local n=${#TARGETS[@]} i

@@ -220,11 +220,12 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The first value of query parameter `name`, percent-decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+/// The first value of query parameter `name`, percent-decoded (borrowed unless decoding
+/// changed it).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<std::borrow::Cow<'q, str>> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,9 +33,9 @@ pub enum ClientBodyError {
 
 pin_project! {
     /// The client's body, streamed to the upstream as it arrives. Fails with
-    /// [`ClientBodyError::Timeout`] when the client stops sending for `idle_timeout`.
-    /// `Unpin` (hyper's HTTP/2 client requires it); the timer is boxed, and only created
-    /// once the body actually has to wait for the client.
+    /// [`ClientBodyError::Timeout`] when the client stops sending for `idle_timeout`, and marks
+    /// [`BodyDone`] once it has been forwarded to its end. `Unpin` (hyper's HTTP/2 client
+    /// requires it): the timer is boxed, and only created once the body has to wait.
     #[derive(Debug)]
     pub struct RequestBody {
         #[pin]
@@ -41,8 +43,15 @@ pin_project! {
         idle: Option<Pin<Box<Sleep>>>,
         idle_timeout: Duration,
         progressed: bool,
+        done: Option<BodyDone>,
     }
 }
+
+/// Set once a request body has been sent upstream to its end. Tells a timeout apart (was
+/// the client still uploading?) and whether the connection may be pooled again. Only bodies
+/// that are not empty get one.
+#[derive(Clone, Debug, Default)]
+pub struct BodyDone(Arc<AtomicBool>);
 
 pin_project! {
     /// What the proxy sends to the client.
@@ -63,14 +72,26 @@ pin_project! {
 }
 
 impl RequestBody {
-    /// Wraps the client's body.
-    pub fn new(inner: Incoming, idle_timeout: Duration) -> Self {
+    /// Wraps the client's body; `done` is marked when it has been forwarded to its end.
+    pub fn new(inner: Incoming, idle_timeout: Duration, done: Option<BodyDone>) -> Self {
         Self {
             inner,
             idle: None,
             idle_timeout,
             progressed: false,
+            done,
         }
+    }
+}
+
+impl BodyDone {
+    /// Whether the body has been forwarded to its end.
+    pub fn is_done(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn mark(&self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -82,28 +103,38 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.progressed = true;
+                // hyper stops polling once `is_end_stream` is true: the end is here.
+                if this.inner.is_end_stream() {
+                    if let Some(done) = this.done {
+                        done.mark();
+                    }
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Malformed(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let deadline = Instant::now() + *this.idle_timeout;
-                match this.idle.as_mut() {
-                    None => *this.idle = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    Some(sleep) if *this.progressed => sleep.as_mut().reset(deadline),
-                    Some(_) => {}
+            Poll::Ready(None) => {
+                if let Some(done) = this.done {
+                    done.mark();
                 }
-                *this.progressed = false;
-                if let Some(sleep) = this.idle.as_mut() {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(ClientBodyError::Timeout(
-                            *this.idle_timeout,
-                        ))));
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let timeout = *this.idle_timeout;
+                let sleep = this.idle.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(Instant::now() + timeout))
+                });
+                // Re-armed lazily: when the timer fires after progress it starts over, so a
+                // stalled body is detected after one to two idle timeouts, with no clock read
+                // per chunk.
+                while sleep.as_mut().poll(cx).is_ready() {
+                    if !std::mem::take(this.progressed) {
+                        return Poll::Ready(Some(Err(ClientBodyError::Timeout(timeout))));
                     }
+                    sleep.as_mut().reset(Instant::now() + timeout);
                 }
                 Poll::Pending
             }

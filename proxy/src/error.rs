@@ -36,9 +36,16 @@ pub enum ProxyError {
     /// The request body was malformed (bad chunk) while being forwarded.
     #[error("malformed request body")]
     BadRequestBody,
-    /// The client stopped sending its request body.
+    /// The client stopped sending its request body, or was still sending it when the route
+    /// timeout expired.
     #[error("request body not received in time")]
     RequestBodyTimeout,
+    /// The request cannot be forwarded as it is (hyper refused to send it).
+    #[error("request cannot be forwarded: {0}")]
+    Unsendable(hyper::Error),
+    /// A method the proxy does not forward (`CONNECT`).
+    #[error("method not allowed: sluice does not tunnel CONNECT")]
+    MethodNotAllowed,
 }
 
 impl ProxyError {
@@ -51,8 +58,11 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadRequest(_) | Self::BadRequestBody => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::BadRequestBody | Self::Unsendable(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -65,8 +75,9 @@ impl ProxyError {
             Self::Tls(_) => "tls",
             Self::Reset(_) => "reset",
             Self::Timeout => "timeout",
-            Self::BadRequest(_) | Self::BadRequestBody => "bad_request",
+            Self::BadRequest(_) | Self::BadRequestBody | Self::Unsendable(_) => "bad_request",
             Self::RequestBodyTimeout => "request_body_timeout",
+            Self::MethodNotAllowed => "method_not_allowed",
         }
     }
 

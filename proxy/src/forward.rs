@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
@@ -16,11 +16,13 @@ use rand::{Rng, SeedableRng};
 use sluice_config::{RequestHead, Sticky, UpstreamProtocol};
 use tracing::debug;
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{BodyDone, RequestBody, ResponseBody};
+use crate::drain::{DrainWatch, OpenConnection};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::BackendMetrics;
 use crate::routing::Routing;
+use crate::snapshot::{BackendRuntime, Snapshot};
 use crate::upstream::{Endpoint, Lease};
 
 /// Everything the request path needs, shared by all connections.
@@ -37,6 +39,8 @@ pub struct Downstream {
     pub client_ip: HeaderValue,
     /// Whether the client connection is TLS (`x-forwarded-proto: https`).
     pub https: bool,
+    /// Lets upgraded (tunnelled) connections count as open while the proxy drains.
+    pub drain: DrainWatch,
 }
 
 thread_local! {
@@ -58,7 +62,8 @@ impl Proxy {
         }
     }
 
-    /// Handles one request. Never fails: every problem becomes a response.
+    /// Handles one request. Never fails: every problem becomes a response. Metrics are
+    /// recorded here, once, under the route and backend the request ended up on.
     pub async fn handle(
         self: Arc<Self>,
         downstream: Arc<Downstream>,
@@ -66,54 +71,56 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, Infallible> {
         let start = Instant::now();
         let snapshot = self.routing.snapshot();
-        if let Err(error) = headers::check_framing(req.headers()) {
-            return Ok(answer_error(&snapshot.unrouted, error, start));
+        let mut labels = &*snapshot.unrouted;
+        let outcome = self
+            .route_and_forward(&snapshot, &downstream, req, start, &mut labels)
+            .await;
+        let response = match outcome {
+            Ok(response) => response,
+            Err(error) => error_response(labels, &error),
+        };
+        labels.record(response.status().as_u16(), start.elapsed().as_secs_f64());
+        Ok(response)
+    }
+
+    async fn route_and_forward<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        downstream: &Downstream,
+        req: Request<Incoming>,
+        start: Instant,
+        labels: &mut &'s BackendMetrics,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        headers::check_framing(req.headers())?;
+        if req.method() == Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed);
         }
         let head = RequestHead {
             method: req.method(),
             uri: req.uri(),
             headers: req.headers(),
         };
-        let Some((route_index, route)) = snapshot.table.find(&head) else {
-            return Ok(answer_error(&snapshot.unrouted, ProxyError::NoRoute, start));
-        };
-        let split = &route.split;
+        let (route_index, route) = snapshot.table.find(&head).ok_or(ProxyError::NoRoute)?;
         let backends = &snapshot.routes[route_index];
+        let split = &route.split;
         let roll = match route.sticky.as_ref().and_then(|s| s.key(req.headers())) {
             Some(key) => split.roll_from(Sticky::hash(key)),
             None => split.roll_from(random()),
         };
-        let mut chosen = split.pick(roll);
+        let chosen = split.pick(roll);
+        *labels = &backends[chosen].metrics;
         let endpoint = match backends[chosen].upstream.pick(random(), start) {
-            Some(endpoint) => endpoint.clone(),
+            Some(endpoint) => endpoint,
             None => {
-                // No healthy endpoint: the backend's share goes to the route's other backends.
-                let failover = split.pick_among(random(), |i| {
-                    i != chosen && backends[i].upstream.pick(0, start).is_some()
-                });
-                let picked = failover
-                    .and_then(|i| Some((i, backends[i].upstream.pick(random(), start)?.clone())));
-                match picked {
-                    Some((i, endpoint)) => {
-                        backends[chosen].metrics.failover();
-                        chosen = i;
-                        endpoint
-                    }
-                    None => {
-                        return Ok(answer_error(
-                            &backends[chosen].metrics,
-                            ProxyError::NoHealthyEndpoint,
-                            start,
-                        ))
-                    }
-                }
+                let (other, endpoint) = failover(split, backends, chosen, start)?;
+                backends[chosen].metrics.failover();
+                *labels = &backends[other].metrics;
+                endpoint
             }
         };
-        let metrics = &backends[chosen].metrics;
         let deadline = route.timeout.map(|t| start + t);
-        Ok(self
-            .forward(&downstream, &endpoint, req, deadline, metrics, start)
-            .await)
+        self.forward(downstream, endpoint, req, deadline, labels)
+            .await
     }
 
     async fn forward(
@@ -122,9 +129,8 @@ impl Proxy {
         endpoint: &Arc<Endpoint>,
         req: Request<Incoming>,
         deadline: Option<Instant>,
-        metrics: &BackendMetrics,
-        start: Instant,
-    ) -> Response<ResponseBody> {
+        labels: &BackendMetrics,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
         let client_upgrade = if upgrade {
@@ -134,59 +140,83 @@ impl Proxy {
         };
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
         headers::add_forwarded(&mut parts.headers, &downstream.client_ip, downstream.https);
-        headers::ensure_request_id(
-            &mut parts.headers,
-            u128::from(random()) << 64 | u128::from(random()),
+        headers::ensure_request_id(&mut parts.headers, random);
+        retarget(&mut parts, endpoint.protocol(), endpoint.is_tls())?;
+        let body_done = (!http_body::Body::is_end_stream(&body)).then(BodyDone::default);
+        let req = Request::from_parts(
+            parts,
+            RequestBody::new(body, self.body_idle_timeout, body_done.clone()),
         );
-        if let Err(error) = retarget(&mut parts, endpoint.protocol(), endpoint.is_tls()) {
-            return answer_error(metrics, error, start);
-        }
-        let req = Request::from_parts(parts, RequestBody::new(body, self.body_idle_timeout));
 
+        let now = Instant::now();
+        let sent = endpoint.send(req, body_done.clone(), now);
         let sent = match deadline {
-            Some(deadline) => {
-                match tokio::time::timeout_at(deadline.into(), endpoint.send(req)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(ProxyError::Timeout),
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), sent).await {
+                Ok(result) => result,
+                // Still uploading when time ran out: the client is slow, not the upstream.
+                Err(_) if body_done.is_some_and(|d| !d.is_done()) => {
+                    Err(ProxyError::RequestBodyTimeout)
                 }
-            }
-            None => endpoint.send(req).await,
+                Err(_) => Err(ProxyError::Timeout),
+            },
+            None => sent.await,
         };
-        match sent {
-            Ok((mut response, lease)) => {
-                let status = response.status();
-                endpoint.record_outcome(!status.is_server_error(), start);
-                metrics.record(status.as_u16(), start.elapsed().as_secs_f64());
-                debug!(
-                    route = metrics.route(),
-                    backend = metrics.backend(),
-                    endpoint = endpoint.label(),
-                    status = status.as_u16(),
-                    "proxied"
-                );
-                if status == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(client_upgrade) = client_upgrade {
-                        let upstream_upgrade = hyper::upgrade::on(&mut response);
-                        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, lease));
-                        headers::remove_hop_by_hop(response.headers_mut(), true);
-                        let (parts, _) = response.into_parts();
-                        return Response::from_parts(parts, ResponseBody::empty());
-                    }
-                }
-                headers::remove_hop_by_hop(response.headers_mut(), false);
-                let (parts, body) = response.into_parts();
-                Response::from_parts(parts, ResponseBody::upstream(body, lease))
-            }
+        let (mut response, lease) = match sent {
+            Ok(answer) => answer,
             Err(error) => {
                 if let Some(kind) = error.upstream_kind() {
                     endpoint.count_error(kind);
-                    endpoint.record_outcome(false, start);
+                    endpoint.record_outcome(false);
                 }
-                debug!(route = metrics.route(), backend = metrics.backend(), endpoint = endpoint.label(), %error, "upstream failed");
-                answer_error(metrics, error, start)
+                debug!(route = labels.route(), backend = labels.backend(), endpoint = endpoint.label(), %error, "upstream failed");
+                return Err(error);
             }
+        };
+        let status = response.status();
+        endpoint.record_outcome(!status.is_server_error());
+        debug!(
+            route = labels.route(),
+            backend = labels.backend(),
+            endpoint = endpoint.label(),
+            status = status.as_u16(),
+            "proxied"
+        );
+        if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) = (status, client_upgrade) {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let open = downstream.drain.open_connection();
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, lease, open));
+            headers::remove_hop_by_hop(response.headers_mut(), true);
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
+        headers::remove_hop_by_hop(response.headers_mut(), false);
+        let (parts, body) = response.into_parts();
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody::upstream(body, lease),
+        ))
     }
+}
+
+/// The chosen backend has no healthy endpoint: its share goes to the route's other backends
+/// by weight, or, when they all weigh 0 (e.g. stable after `promote --full`), to any of them
+/// that is healthy, rather than failing the request.
+fn failover<'s>(
+    split: &sluice_config::Split,
+    backends: &'s [BackendRuntime],
+    chosen: usize,
+    now: Instant,
+) -> Result<(usize, &'s Arc<Endpoint>), ProxyError> {
+    let healthy = |i: usize| i != chosen && backends[i].upstream.pick(0, now).is_some();
+    let other = split
+        .pick_among(random(), healthy)
+        .or_else(|| (0..backends.len()).find(|&i| healthy(i)))
+        .ok_or(ProxyError::NoHealthyEndpoint)?;
+    let endpoint = backends[other]
+        .upstream
+        .pick(random(), now)
+        .ok_or(ProxyError::NoHealthyEndpoint)?;
+    Ok((other, endpoint))
 }
 
 /// Points the request at the upstream: origin-form target and a `Host` header for HTTP/1.1,
@@ -239,19 +269,13 @@ fn retarget(
     Ok(())
 }
 
-/// A proxy-generated answer: status, `x-sluice-error`, a one-line body; recorded in metrics.
-fn answer_error(
-    metrics: &BackendMetrics,
-    error: ProxyError,
-    start: Instant,
-) -> Response<ResponseBody> {
-    let status = error.status();
-    metrics.record(status.as_u16(), start.elapsed().as_secs_f64());
+/// A proxy-generated answer: status, `x-sluice-error`, a one-line body.
+fn error_response(labels: &BackendMetrics, error: &ProxyError) -> Response<ResponseBody> {
     if !matches!(error, ProxyError::NoRoute) {
-        debug!(route = metrics.route(), backend = metrics.backend(), kind = error.kind(), %error, "proxy error");
+        debug!(route = labels.route(), backend = labels.backend(), kind = error.kind(), %error, "proxy error");
     }
     let mut response = Response::new(ResponseBody::full(format!("sluice: {error}\n")));
-    *response.status_mut() = status;
+    *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -262,17 +286,20 @@ fn answer_error(
         HeaderValue::from_static(error.kind()),
     );
     if error.closes_connection() {
+        // Honoured by HTTP/1.1 connections; HTTP/2 has no such header (hyper drops it).
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection until either
-/// side closes. The lease keeps the endpoint's in-flight count honest meanwhile.
+/// side closes. The lease keeps the endpoint's in-flight count honest meanwhile, and `open`
+/// makes a graceful drain wait for the tunnel too.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     mut lease: Lease,
+    open: OpenConnection,
 ) {
     lease.detach_connection();
     match tokio::try_join!(client, upstream) {
@@ -285,5 +312,5 @@ async fn tunnel(
         }
         Err(e) => debug!(error = %e, "upgrade failed"),
     }
-    drop(lease);
+    drop((lease, open));
 }

@@ -77,20 +77,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Adds the client's address to `x-forwarded-for`, sets `x-forwarded-proto`.
+/// Appends the client's address to `x-forwarded-for` (all incoming lines joined into one, so
+/// a client cannot smuggle a value after the proxy's), sets `x-forwarded-proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, https: bool) {
-    match headers.get_mut(&X_FORWARDED_FOR) {
-        Some(existing) => {
-            let mut joined = Vec::with_capacity(existing.len() + 2 + client_ip.len());
-            joined.extend_from_slice(existing.as_bytes());
-            joined.extend_from_slice(b", ");
+    let mut existing = headers.get_all(&X_FORWARDED_FOR).iter();
+    match (existing.next(), existing.next()) {
+        (None, _) => {
+            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        }
+        (Some(_), _) => {
+            let mut joined = Vec::with_capacity(64);
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                joined.extend_from_slice(value.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
             joined.extend_from_slice(client_ip.as_bytes());
             if let Ok(value) = HeaderValue::from_bytes(&joined) {
-                *existing = value;
+                headers.insert(X_FORWARDED_FOR.clone(), value);
             }
-        }
-        None => {
-            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
         }
     }
     headers.insert(
@@ -99,23 +103,26 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, https: bo
     );
 }
 
-/// Sets `x-request-id` to a fresh UUIDv4 unless the request carries one.
-pub fn ensure_request_id(headers: &mut HeaderMap, random: u128) {
+/// Sets `x-request-id` to a fresh UUIDv4 (from `random`) unless the request carries one.
+pub fn ensure_request_id(headers: &mut HeaderMap, random: impl Fn() -> u64) {
     if headers.contains_key(&X_REQUEST_ID) {
         return;
     }
-    // UUID version 4, variant 1.
-    let v = (random & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let hex = format!("{v:032x}");
-    let uuid = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
-    if let Ok(value) = HeaderValue::from_str(&uuid) {
+    let bits = u128::from(random()) << 64 | u128::from(random());
+    // Version 4, variant 1.
+    let v = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut nibble = 32;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+        } else {
+            nibble -= 1;
+            *slot = HEX[((v >> (nibble * 4)) & 0xF) as usize];
+        }
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&out) {
         headers.insert(X_REQUEST_ID.clone(), value);
     }
 }
@@ -213,7 +220,7 @@ mod tests {
     #[test]
     fn request_ids_are_uuid_v4_and_kept_when_present() {
         let mut h = HeaderMap::new();
-        ensure_request_id(&mut h, u128::MAX);
+        ensure_request_id(&mut h, || u64::MAX);
         let id = h
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
@@ -222,8 +229,20 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let mut counting = HeaderMap::new();
+        let n = std::cell::Cell::new(0u64);
+        ensure_request_id(&mut counting, || {
+            n.set(n.get() + 1);
+            0x0123_4567_89ab_cdef
+        });
+        let id = counting
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(id, "01234567-89ab-4def-8123-456789abcdef");
         let mut given = headers(&[("x-request-id", "abc")]);
-        ensure_request_id(&mut given, 7);
+        ensure_request_id(&mut given, || 7);
         assert_eq!(
             given.get("x-request-id").map(|v| v.as_bytes()),
             Some(&b"abc"[..])

@@ -193,6 +193,7 @@ impl Connection {
         let downstream = Arc::new(Downstream {
             client_ip: client_ip_header(self.peer),
             https: self.tls.is_some(),
+            drain: drain.clone(),
         });
         let proxy = self.proxy.clone();
         let service = service_fn(move |req| proxy.clone().handle(downstream.clone(), req));

@@ -41,6 +41,11 @@ struct Cli {
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
     drain_timeout: Duration,
 
+    /// After SIGTERM/SIGINT, keep accepting this long with /ready already 503, so load
+    /// balancers stop sending before the listeners close (e.g. Kubernetes endpoint updates).
+    #[arg(long, default_value = "0s", value_parser = duration, value_name = "DURATION")]
+    shutdown_delay: Duration,
+
     /// A client must send its complete request headers within this time.
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
     header_read_timeout: Duration,
@@ -151,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
         config: cli.config,
         drain_timeout: cli.drain_timeout,
+        shutdown_delay: cli.shutdown_delay,
         limits: Limits {
             header_read_timeout: cli.header_read_timeout,
         },

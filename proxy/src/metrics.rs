@@ -105,8 +105,9 @@ struct StatusCounters {
     other: Mutex<HashMap<u16, Counter>>,
 }
 
-const COMMON_CODES: [u16; 16] = [
-    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 408, 429, 500, 502, 503,
+const COMMON_CODES: [u16; 20] = [
+    200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 429, 431, 500, 502, 503,
+    504,
 ];
 
 impl Metrics {
@@ -247,7 +248,7 @@ impl BackendMetrics {
     #[inline]
     pub fn record(&self, status: u16, seconds: f64) {
         self.duration.record(seconds);
-        self.status(status).increment(1);
+        self.count_status(status);
     }
 
     /// Counts a request that failed over from this backend to another.
@@ -266,7 +267,7 @@ impl BackendMetrics {
     }
 
     #[inline]
-    fn status(&self, status: u16) -> Counter {
+    fn count_status(&self, status: u16) {
         let register = || {
             let code = status.to_string();
             register_counter(
@@ -280,7 +281,7 @@ impl BackendMetrics {
             )
         };
         match COMMON_CODES.iter().position(|c| *c == status) {
-            Some(slot) => self.codes.common[slot].get_or_init(register).clone(),
+            Some(slot) => self.codes.common[slot].get_or_init(register).increment(1),
             None => self
                 .codes
                 .other
@@ -288,7 +289,7 @@ impl BackendMetrics {
                 .unwrap_or_else(PoisonError::into_inner)
                 .entry(status)
                 .or_insert_with(register)
-                .clone(),
+                .increment(1),
         }
     }
 }

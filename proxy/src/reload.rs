@@ -2,6 +2,7 @@
 //! events, re-reads what changed, validates it off the request path, and publishes a new
 //! snapshot only when it is valid. A bad file never takes effect.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -37,6 +38,9 @@ struct ReloadState {
     generation: u64,
     /// Bytes of the config file as last read (valid or not), to skip unchanged files.
     config_seen: Option<Vec<u8>>,
+    /// The config on disk was refused; retry it on the next event (a fixed weights file may
+    /// make it acceptable even though the config bytes did not change).
+    config_pending: bool,
     /// Bytes of the weights file as last read.
     weights_seen: Option<Vec<u8>>,
     /// The text of the weights file in force (re-checked when the config changes).
@@ -122,6 +126,7 @@ impl Reloader {
             state: Mutex::new(ReloadState {
                 generation: 1,
                 config_seen: config_bytes,
+                config_pending: false,
                 weights_seen,
                 weights_text,
                 startup: config,
@@ -158,11 +163,13 @@ impl Reloader {
         let current = self.routing.snapshot();
         let weights_path = current.config.weights_file.clone();
         let forced = trigger == Trigger::Forced;
-        let config_changed = forced || config_bytes != state.config_seen;
+        let config_changed = forced || state.config_pending || config_bytes != state.config_seen;
         let mut outcomes = Vec::new();
         if config_changed {
             state.config_seen = config_bytes;
-            outcomes.push(("config", self.reload_config(&mut state)));
+            let result = self.reload_config(&mut state);
+            state.config_pending = result.is_err();
+            outcomes.push(("config", result));
         }
         // The weights alone: when the config did not change, or changed but was refused (a
         // good weights file still applies to the config in force).
@@ -266,30 +273,31 @@ impl Reloader {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let weights =
             Weights::parse(&text, path, &current.config.routes).map_err(ReloadError::Weights)?;
-        let snapshot = Snapshot::build(
-            state.generation + 1,
-            current.config.clone(),
-            weights,
-            &self.registry,
-            &self.metrics,
-        )?;
         state.generation += 1;
         state.weights_text = Some(text);
-        Ok(Some(snapshot))
+        Ok(Some(current.with_weights(state.generation, weights)))
     }
 
     /// Watches the files' directories until draining starts; reloads on changes and on SIGHUP.
     pub async fn watch(self: Arc<Self>, mut stop: crate::drain::DrainWatch) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        // Kept so the channel stays open (and SIGHUP keeps working) even without a watcher.
+        let _keep_open = tx.clone();
         let mut dirs = vec![parent_dir(&self.config_path)];
+        let mut names = vec![file_name(&self.config_path)];
         if let Some(weights) = &self.routing.snapshot().config.weights_file {
             dirs.push(parent_dir(weights));
+            names.push(file_name(weights));
         }
+        // Kubernetes ConfigMap volumes update by swapping this symlink.
+        names.push(OsString::from("..data"));
         dirs.sort();
         dirs.dedup();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                let _ = tx.send(());
+            if let Ok(event) = event {
+                if concerns(&event, &names) {
+                    let _ = tx.send(());
+                }
             }
         });
         let _watcher = match watcher {
@@ -350,6 +358,22 @@ async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>) {
             _ => return,
         }
     }
+}
+
+/// Whether a file event can change what sluice reads: not a mere access (reading the files
+/// must not trigger another reload), and about one of `names` in a watched directory.
+fn concerns(event: &notify::Event, names: &[OsString]) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|p| {
+        p.file_name()
+            .is_some_and(|n| names.iter().any(|want| want == n))
+    })
+}
+
+fn file_name(path: &Path) -> OsString {
+    path.file_name().map(OsString::from).unwrap_or_default()
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

@@ -26,6 +26,9 @@ pub struct Options {
     pub config: PathBuf,
     /// Longest wait for in-flight requests after SIGTERM/SIGINT.
     pub drain_timeout: Duration,
+    /// After SIGTERM/SIGINT, how long to keep accepting with `/ready` already 503, so load
+    /// balancers (Kubernetes endpoints) stop sending before the listeners close.
+    pub shutdown_delay: Duration,
     /// Connection-level limits.
     pub limits: Limits,
     /// A request body that stalls this long fails with 408.
@@ -37,6 +40,7 @@ impl Default for Options {
         Self {
             config: PathBuf::from("sluice.yaml"),
             drain_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             limits: Limits {
                 header_read_timeout: Duration::from_secs(30),
             },
@@ -158,8 +162,12 @@ impl Server {
         info!(generation = self.routing.snapshot().generation, "ready");
 
         shutdown.await;
-        info!(drain_timeout = ?self.options.drain_timeout, "shutting down: draining in-flight requests");
         self.admin.ready.store(false, Ordering::Relaxed);
+        if !self.options.shutdown_delay.is_zero() {
+            info!(delay = ?self.options.shutdown_delay, "shutting down: /ready is 503; still accepting for the shutdown delay");
+            tokio::time::sleep(self.options.shutdown_delay).await;
+        }
+        info!(drain_timeout = ?self.options.drain_timeout, "shutting down: draining in-flight requests");
         let started = Instant::now();
         match drain.drain(self.options.drain_timeout).await {
             0 => info!(took = ?started.elapsed(), "drained"),

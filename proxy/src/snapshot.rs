@@ -75,8 +75,10 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    /// Builds generation `generation` from `config` and `weights` (already checked against
-    /// `config`), reusing live endpoints from `registry`.
+    /// Builds generation `generation` from a (re)loaded `config` and `weights` (already checked
+    /// against `config`). Endpoints whose settings did not change are reused from `registry`
+    /// (pools, health) and given a connector built from the TLS files as they are now, so
+    /// rotated certificates apply to new connections.
     pub fn build(
         generation: u64,
         config: Arc<Config>,
@@ -86,7 +88,7 @@ impl Snapshot {
     ) -> Result<Self, SnapshotError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
-            let connector = match &upstream.tls {
+            let connector = Arc::new(match &upstream.tls {
                 None => Connector::plain(upstream.connect_timeout),
                 Some(tls) => {
                     let (client, name) =
@@ -98,7 +100,7 @@ impl Snapshot {
                         })?;
                     Connector::tls(upstream.connect_timeout, client, name)
                 }
-            };
+            });
             let errors = metrics.upstream_errors(&upstream.name);
             let endpoints = upstream
                 .endpoints
@@ -112,7 +114,7 @@ impl Snapshot {
                         tls: upstream.tls.clone(),
                         outlier: outlier_key(&upstream.outlier_detection),
                     };
-                    registry.get_or_create(key, || {
+                    let endpoint = registry.get_or_create(key, || {
                         Endpoint::new(EndpointSettings {
                             address: address.clone(),
                             backend: upstream.name.clone(),
@@ -123,7 +125,9 @@ impl Snapshot {
                                 .endpoint_healthy(&upstream.name, &address.to_string()),
                             errors: errors.clone(),
                         })
-                    })
+                    });
+                    endpoint.set_connector(connector.clone());
+                    endpoint
                 })
                 .collect();
             upstreams.push(Arc::new(Upstream::new(upstream.name.clone(), endpoints)));
@@ -156,6 +160,33 @@ impl Snapshot {
             upstreams,
             built_at: SystemTime::now(),
         })
+    }
+
+    /// The next generation when only the weights file changed: same config, same upstreams
+    /// and metric handles (nothing is re-read), new splits.
+    pub fn with_weights(&self, generation: u64, weights: Weights) -> Self {
+        Self {
+            generation,
+            config: self.config.clone(),
+            table: weights.apply(&self.config.routes),
+            weights,
+            routes: self
+                .routes
+                .iter()
+                .map(|backends| {
+                    backends
+                        .iter()
+                        .map(|b| BackendRuntime {
+                            upstream: b.upstream.clone(),
+                            metrics: b.metrics.clone(),
+                        })
+                        .collect()
+                })
+                .collect(),
+            upstreams: self.upstreams.clone(),
+            unrouted: self.unrouted.clone(),
+            built_at: SystemTime::now(),
+        }
     }
 
     /// Every endpoint of this generation.

@@ -135,3 +135,28 @@ async fn drain_timeout_bounds_the_wait() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_keeps_accepting_while_ready_is_503() {
+    let stable = Backend::spawn("stable").await;
+    let canary = Backend::spawn("canary").await;
+    let mut proxy = Proxy::start_with(
+        &config::split(&stable, &canary, "1", "0"),
+        &["--shutdown-delay", "1500ms"],
+    );
+    proxy.process.signal(libc::SIGTERM);
+    let admin = format!("http://{}/ready", proxy.admin);
+    eventually!(
+        client::get(&client::http1(), &admin, &[]).await.status == 503,
+        "/ready 503"
+    );
+    // Still served on new connections during the delay.
+    assert_eq!(
+        client::get(&client::http1(), &proxy.url("/"), &[])
+            .await
+            .status,
+        200
+    );
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success());
+}

@@ -242,3 +242,109 @@ async fn no_healthy_endpoint_anywhere_is_503() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_past_the_route_timeout_is_408_and_not_blamed_on_the_upstream() {
+    let backend = Backend::spawn("app").await;
+    let proxy = Proxy::start(&config(&format!(
+        "upstreams:\n  app:\n    endpoints: [{}]\n    outlier_detection: {{ consecutive_failures: 1 }}\nroutes:\n  - name: r\n    timeout: 400ms\n    backends: [{{ upstream: app, weight: 1 }}]\n",
+        backend.endpoint()
+    )));
+    // Trickle a body: a chunk every 100 ms (never idle long enough for the body timeout).
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >(1);
+    tokio::spawn(async move {
+        for _ in 0..30 {
+            if tx
+                .send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+                    b"x",
+                ))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = client
+        .request(
+            http::Request::post(proxy.url("/upload"))
+                .body(sluice_tests::backend::channel_body(rx))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 408);
+    assert_eq!(
+        proxy
+            .metric(
+                "sluice_upstream_errors_total",
+                &[("backend", "app"), ("kind", "timeout")]
+            )
+            .await,
+        0.0
+    );
+    assert_eq!(
+        proxy
+            .metric("sluice_endpoint_healthy", &[("backend", "app")])
+            .await,
+        1.0,
+        "not ejected"
+    );
+    assert_eq!(
+        client::get(&client::http1(), &proxy.url("/"), &[])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused_with_405() {
+    let backend = Backend::spawn("app").await;
+    let proxy = Proxy::start(&config(&format!(
+        "upstreams:\n  app:\n    endpoints: [{}]\nroutes:\n  - name: r\n    backends: [{{ upstream: app, weight: 1 }}]\n",
+        backend.endpoint()
+    )));
+    let mut tcp = tokio::net::TcpStream::connect(proxy.http)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 405"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(backend.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_weight_backend_still_takes_traffic_when_the_only_weighted_one_is_ejected() {
+    let stable = Backend::spawn("stable").await;
+    let canary = Backend::spawn("canary").await;
+    canary.set_behavior(Behavior::Status(500));
+    // After `promote --full`: stable at 0, canary at 100. The canary breaks.
+    let proxy = Proxy::start(&config(&format!(
+        "upstreams:\n  stable:\n    endpoints: [{}]\n  canary:\n    endpoints: [{}]\n    outlier_detection: {{ consecutive_failures: 2, base_ejection_time: 30s }}\nroutes:\n  - name: r\n    backends:\n      - {{ upstream: stable, weight: 0 }}\n      - {{ upstream: canary, weight: 100 }}\n",
+        stable.endpoint(),
+        canary.endpoint()
+    )));
+    let client = client::http1();
+    for _ in 0..2 {
+        assert_eq!(client::get(&client, &proxy.url("/"), &[]).await.status, 500);
+    }
+    let reply = client::get(&client, &proxy.url("/"), &[]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (200, "stable\n")
+    );
+}

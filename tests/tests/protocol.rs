@@ -71,6 +71,24 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_x_forwarded_for_lines_are_joined_with_the_client_last() {
+    let (stable, _canary, proxy) = proxy_with_backends().await;
+    let answer = exchange(
+        &proxy,
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = stable.last_headers().expect("request");
+    let all: Vec<&str> = seen
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(all, ["1.1.1.1, 2.2.2.2, 127.0.0.1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_given_request_id_is_kept() {
     let (stable, _canary, proxy) = proxy_with_backends().await;
     client::get(

@@ -436,3 +436,62 @@ async fn sighup_forces_a_reload() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_files_does_not_trigger_another_reload() {
+    let stable = Backend::spawn("stable").await;
+    let canary = Backend::spawn("canary").await;
+    let proxy = Proxy::start(&config::split(&stable, &canary, "100", "0"));
+    write_weights(proxy.dir(), &weights(0, 100), Style::Rename);
+    eventually!(
+        proxy.config_json().await["generation"].as_u64() == Some(2),
+        "one reload"
+    );
+    // A quiet period, not a wait for an event: a reload that re-triggers itself (the watcher
+    // seeing its own reads) would show up as further generations within a few debounces.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = std::fs::read(proxy.dir().join("weights.yaml"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(proxy.config_json().await["generation"].as_u64(), Some(2));
+    assert_eq!(
+        proxy
+            .metric("sluice_config_reloads_total", &[("result", "ok")])
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_refused_for_its_weights_file_applies_once_the_weights_are_fixed() {
+    let stable = Backend::spawn("stable").await;
+    let canary = Backend::spawn("canary").await;
+    let config = config::split(&stable, &canary, "100", "0");
+    let proxy = Proxy::start(&config);
+    write_weights(proxy.dir(), &weights(50, 50), Style::Rename);
+    eventually!(
+        proxy.weight("default", "canary").await == 50.0,
+        "weights applied"
+    );
+    // The new config drops the canary from the default route; the weights file still names it.
+    let without_canary = config.replace("      - { upstream: canary, weight: 0 }\n", "");
+    assert_ne!(without_canary, config);
+    proxy.write_config(&without_canary);
+    eventually!(
+        proxy.config_json().await["last_reload"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("has no backend \"canary\"")),
+        "config refused because of the weights file"
+    );
+    write_weights(
+        proxy.dir(),
+        "routes:\n  default: { stable: 100 }\n",
+        Style::Rename,
+    );
+    eventually!(
+        proxy.config_json().await["routes"][1]["backends"]
+            .as_array()
+            .map(Vec::len)
+            == Some(1),
+        "the refused config applied after the weights fix"
+    );
+}

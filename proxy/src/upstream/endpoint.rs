@@ -2,7 +2,7 @@
 //! config generation that keeps the endpoint (so weight changes never touch a connection).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use hyper::body::Incoming;
@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::connect::Connector;
 use super::health::{Health, Verdict};
 use super::pool::Pool;
-use crate::body::{ClientBodyError, RequestBody};
+use crate::body::{BodyDone, ClientBodyError, RequestBody};
 use crate::error::ProxyError;
 use crate::metrics::{UpstreamErrorCounters, UpstreamErrorKind};
 
@@ -27,7 +27,9 @@ pub struct Endpoint {
     label: Arc<str>,
     backend: Arc<str>,
     protocol: UpstreamProtocol,
-    connector: Connector,
+    /// Replaced by every config reload, so rotated certificates take effect for new
+    /// connections while pooled ones stay.
+    connector: Mutex<Arc<Connector>>,
     pool: Pool,
     in_flight: AtomicUsize,
     connections_opened: AtomicU64,
@@ -37,11 +39,12 @@ pub struct Endpoint {
 }
 
 /// A request's hold on an endpoint: counts as in flight until dropped, and carries the
-/// HTTP/1.1 connection back to the pool once the response has been read to its end.
+/// HTTP/1.1 connection back to the pool once the exchange is complete.
 #[derive(Debug)]
 pub struct Lease {
     endpoint: Arc<Endpoint>,
     conn: Option<http1::SendRequest<RequestBody>>,
+    body: Option<BodyDone>,
 }
 
 /// Everything needed to build an [`Endpoint`].
@@ -54,7 +57,7 @@ pub struct EndpointSettings {
     /// HTTP version to speak.
     pub protocol: UpstreamProtocol,
     /// How to connect.
-    pub connector: Connector,
+    pub connector: Arc<Connector>,
     /// Outlier detection settings.
     pub outlier: sluice_config::OutlierDetection,
     /// `sluice_endpoint_healthy` for this endpoint.
@@ -72,7 +75,7 @@ impl Endpoint {
             address: settings.address,
             backend: settings.backend,
             protocol: settings.protocol,
-            connector: settings.connector,
+            connector: Mutex::new(settings.connector),
             pool: Pool::default(),
             in_flight: AtomicUsize::new(0),
             connections_opened: AtomicU64::new(0),
@@ -96,7 +99,22 @@ impl Endpoint {
     /// Whether connections to it use TLS.
     #[inline]
     pub fn is_tls(&self) -> bool {
-        self.connector.is_tls()
+        self.connector().is_tls()
+    }
+
+    /// Uses `connector` for connections opened from now on.
+    pub fn set_connector(&self, connector: Arc<Connector>) {
+        *self
+            .connector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = connector;
+    }
+
+    fn connector(&self) -> Arc<Connector> {
+        self.connector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Requests currently holding a lease.
@@ -123,12 +141,12 @@ impl Endpoint {
 
     /// Feeds outlier detection with a request's outcome (`ok`: not a connect error, reset,
     /// timeout or 5xx).
-    pub fn record_outcome(&self, ok: bool, now: Instant) {
+    pub fn record_outcome(&self, ok: bool) {
         if ok {
             self.health.record_success();
             return;
         }
-        if let Verdict::Ejected(duration) = self.health.record_failure(now) {
+        if let Verdict::Ejected(duration) = self.health.record_failure(Instant::now()) {
             warn!(backend = %self.backend, endpoint = %self.label, ?duration, "endpoint ejected after consecutive failures");
             self.healthy_gauge.set(0.0);
         }
@@ -146,21 +164,25 @@ impl Endpoint {
     }
 
     /// Sends `req` (URI and headers already prepared for this upstream) and waits for the
-    /// response headers. Reuses an idle connection when there is one; a request that a stale
-    /// pooled connection could not even send is retried once on a fresh connection.
+    /// response headers. Reuses an idle connection when there is one; a request that a closing
+    /// pooled connection could not even send is retried on a fresh connection. `body` is the
+    /// request body's completion flag (none for empty bodies).
     pub async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
+        body: Option<BodyDone>,
+        now: Instant,
     ) -> Result<(Response<Incoming>, Lease), ProxyError> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {
             endpoint: self.clone(),
             conn: None,
+            body,
         };
         match self.protocol {
             UpstreamProtocol::Http1 => {
                 let mut req = req;
-                while let Some(mut conn) = self.pool.take_idle().await {
+                while let Some(mut conn) = self.pool.take_idle(now).await {
                     match conn.try_send_request(req).await {
                         Ok(response) => {
                             lease.conn = Some(conn);
@@ -181,19 +203,14 @@ impl Endpoint {
             UpstreamProtocol::Http2 => {
                 let mut conn = match self.pool.h2() {
                     Some(conn) => conn,
-                    None => {
-                        let _turn = self.pool.h2_connect_turn().await;
-                        match self.pool.h2() {
-                            Some(conn) => conn,
-                            None => self.connect_http2().await?,
-                        }
-                    }
+                    None => self.shared_http2(None).await?,
                 };
                 match conn.try_send_request(req).await {
                     Ok(response) => Ok((response, lease)),
                     Err(mut e) => match e.take_message() {
+                        // The connection is going away (GOAWAY): replace it, send there.
                         Some(unsent) => {
-                            let mut fresh = self.connect_http2().await?;
+                            let mut fresh = self.shared_http2(Some(&conn)).await?;
                             let response = fresh.send_request(unsent).await.map_err(classify)?;
                             Ok((response, lease))
                         }
@@ -205,7 +222,7 @@ impl Endpoint {
     }
 
     async fn connect_http1(&self) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
-        let stream = self.connector.connect(&self.address).await?;
+        let stream = self.connector().connect(&self.address).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -220,8 +237,21 @@ impl Endpoint {
         Ok(sender)
     }
 
-    async fn connect_http2(&self) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
-        let stream = self.connector.connect(&self.address).await?;
+    /// The shared HTTP/2 connection, opened by one request while the others wait. `broken` is
+    /// a connection known to be going away: it is replaced even if not yet closed.
+    async fn shared_http2(
+        &self,
+        broken: Option<&http2::SendRequest<RequestBody>>,
+    ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
+        let _turn = self.pool.h2_connect_turn().await;
+        if let Some(current) = self.pool.h2() {
+            // Someone else opened a new one while we waited.
+            let replaced = broken.is_some_and(|b| !b.is_ready() && current.is_ready());
+            if broken.is_none() || replaced {
+                return Ok(current);
+            }
+        }
+        let stream = self.connector().connect(&self.address).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(std::time::Duration::from_secs(30))
@@ -235,7 +265,8 @@ impl Endpoint {
                 debug!(endpoint = %label, error = %e, "upstream h2 connection ended with an error");
             }
         });
-        Ok(self.pool.set_h2(sender))
+        self.pool.set_h2(&sender);
+        Ok(sender)
     }
 }
 
@@ -245,9 +276,11 @@ impl Lease {
         &self.endpoint
     }
 
-    /// The response was read to its end: the connection may serve the next request.
+    /// The response was read to its end: if the request body was sent completely too, the
+    /// connection may serve the next request.
     pub fn finish(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        let Some(conn) = self.conn.take() else { return };
+        if self.body.as_ref().is_none_or(BodyDone::is_done) {
             self.endpoint.pool.put_idle(conn);
         }
     }
@@ -269,8 +302,8 @@ impl Drop for Lease {
     }
 }
 
-/// Maps a hyper client error to the proxy's view of it: was it the client's body, or the
-/// upstream?
+/// Maps a hyper client error to the proxy's view of it: the client's body, a request hyper
+/// refused to send, or the upstream.
 fn classify(error: hyper::Error) -> ProxyError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(e) = source {
@@ -281,6 +314,10 @@ fn classify(error: hyper::Error) -> ProxyError {
             };
         }
         source = e.source();
+    }
+    if error.is_user() {
+        // Not the upstream's fault: something in the request hyper will not send.
+        return ProxyError::Unsendable(error);
     }
     ProxyError::Reset(error)
 }

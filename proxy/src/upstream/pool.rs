@@ -2,7 +2,7 @@
 //! recently used is the warmest) and one shared, multiplexed HTTP/2 connection.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::client::conn::{http1, http2};
 
@@ -11,6 +11,11 @@ use crate::body::RequestBody;
 /// The most idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
+/// Idle connections older than this are closed instead of reused. Servers close idle
+/// keep-alive connections after a while (Node.js after 5 s); reusing one just as the server
+/// closes it fails the request, so sluice gives them up first.
+const MAX_IDLE_TIME: Duration = Duration::from_secs(4);
+
 /// How long to wait for a just-returned connection to become ready for its next request
 /// before giving up on it (it is then dropped and another one used).
 const READY_WAIT: Duration = Duration::from_millis(100);
@@ -18,23 +23,23 @@ const READY_WAIT: Duration = Duration::from_millis(100);
 /// The connections of one endpoint. Locks are held only to push or pop.
 #[derive(Debug, Default)]
 pub(super) struct Pool {
-    idle: Mutex<Vec<http1::SendRequest<RequestBody>>>,
+    idle: Mutex<Vec<(http1::SendRequest<RequestBody>, Instant)>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
-    /// Held while an HTTP/2 connection is being opened, so concurrent first requests share
-    /// one connection instead of each opening their own.
+    /// Held while an HTTP/2 connection is being opened, so concurrent requests share one
+    /// connection instead of each opening their own.
     h2_connecting: tokio::sync::Mutex<()>,
 }
 
 impl Pool {
     /// An idle HTTP/1.1 connection ready for a request, if there is one.
-    pub(super) async fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+    pub(super) async fn take_idle(&self, now: Instant) -> Option<http1::SendRequest<RequestBody>> {
         loop {
-            let mut conn = self
+            let (mut conn, since) = self
                 .idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop()?;
-            if conn.is_closed() {
+            if conn.is_closed() || now.saturating_duration_since(since) > MAX_IDLE_TIME {
                 continue;
             }
             if conn.is_ready() {
@@ -48,14 +53,14 @@ impl Pool {
         }
     }
 
-    /// Returns a connection whose last response was read to its end.
+    /// Returns a connection whose last exchange (request and response) is complete.
     pub(super) fn put_idle(&self, conn: http1::SendRequest<RequestBody>) {
         if conn.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push(conn);
+            idle.push((conn, Instant::now()));
         }
     }
 
@@ -79,19 +84,8 @@ impl Pool {
         self.h2_connecting.lock().await
     }
 
-    /// Makes `conn` the shared HTTP/2 connection, unless another request already opened a
-    /// live one meanwhile; returns the one to use.
-    pub(super) fn set_h2(
-        &self,
-        conn: http2::SendRequest<RequestBody>,
-    ) -> http2::SendRequest<RequestBody> {
-        let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-        match slot.as_ref() {
-            Some(existing) if !existing.is_closed() => existing.clone(),
-            _ => {
-                *slot = Some(conn.clone());
-                conn
-            }
-        }
+    /// Makes `conn` the shared HTTP/2 connection (replacing one that is going away).
+    pub(super) fn set_h2(&self, conn: &http2::SendRequest<RequestBody>) {
+        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
     }
 }
