@@ -105,9 +105,14 @@ pub(crate) fn compile_rollouts(
     declared_routes.retain(|r| unique.insert(*r));
     let declared_routes = declared_routes.as_slice();
     let mut names = HashMap::new();
+    let mut routes_taken = HashMap::new();
     let mut rollouts = Vec::new();
     for (i, rollout) in raw.iter().enumerate() {
         let path = FieldPath::root().key("rollouts").index(i);
+        // Two rollouts moving one route's weights would undo each other.
+        if let Some(route) = rollout.route.as_deref().filter(|r| !r.trim().is_empty()) {
+            check.unique(&mut routes_taken, route, path.key("route"), "rollout of route");
+        }
         if let Some(r) = compile_rollout(
             check,
             rollout,

@@ -99,7 +99,10 @@ fn duplicate_names() {
     );
     assert_errors(
         &format!("{BASE}  - name: myapp\n    route: default\n    stable: stable\n    canary: canary\n    steps: [50]\n    interval: 1m\n"),
-        &["sluice.yaml:22:11: rollouts[1].name: duplicate rollout name \"myapp\" (first defined at rollouts[0].name)"],
+        &[
+            "sluice.yaml:22:11: rollouts[1].name: duplicate rollout name \"myapp\" (first defined at rollouts[0].name)",
+            "sluice.yaml:23:12: rollouts[1].route: duplicate rollout of route \"default\" (first defined at rollouts[0].route)",
+        ],
     );
     // Two upstreams with one name: YAML itself forbids duplicate keys.
     let dup = base_with("  canary:\n", "  stable:\n");
@@ -108,6 +111,14 @@ fn duplicate_names() {
     assert!(
         lines[0].starts_with("sluice.yaml:7:3: upstreams: duplicate mapping key"),
         "{lines:?}"
+    );
+}
+
+#[test]
+fn one_route_cannot_have_two_rollouts() {
+    assert_errors(
+        &format!("{BASE}  - name: other\n    route: default\n    stable: stable\n    canary: canary\n    steps: [50]\n    interval: 1m\n"),
+        &["sluice.yaml:23:12: rollouts[1].route: duplicate rollout of route \"default\" (first defined at rollouts[0].route)"],
     );
 }
 
