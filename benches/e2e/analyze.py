@@ -91,6 +91,16 @@ def mm(xs, fmt):
     return "%s (%s-%s)" % (fmt(med(xs)), fmt(min(xs)), fmt(max(xs)))
 
 
+def split_tol(n):
+    """Tolerance in percentage points for the canary share of n requests: 4.5 standard
+    deviations of a binomial with p = 0.1 (3 points for n = 2000)."""
+    return 4.5 * 100.0 * (0.09 / max(1, n)) ** 0.5
+
+
+def split_ok(share, n):
+    return n > 0 and abs(share - 10.0) <= split_tol(n)
+
+
 def read_lines(d, name):
     p = os.path.join(d, name)
     return open(p).read().splitlines() if os.path.exists(p) else []
@@ -190,15 +200,16 @@ def main(d):
 
     # ------------------------------------------------------------ split check
     if split:
-        w("## Split check (sequential requests on one keep-alive connection)\n")
-        w("| proxy | stable | canary | other | canary share | ~90/10 |")
+        n = sum(next(iter(split.values())))
+        w("## Split check (%d sequential requests on one keep-alive connection)\n" % n)
+        w("| proxy | stable | canary | other | canary share | ~90/10 (canary %.1f-%.1f%%) |" % (max(0.0, 10 - split_tol(n)), 10 + split_tol(n)))
         w("|---|---|---|---|---|---|")
         for t in targets:
             if t not in split:
                 continue
             s, c, o = split[t]
             share = 100.0 * c / max(1, s + c + o)
-            okk = o == 0 and 7.0 <= share <= 13.0 and s + c > 0
+            okk = o == 0 and split_ok(share, s + c + o)
             w("| %s | %d | %d | %d | %.1f%% | %s |" % (t, s, c, o, share, "yes" if okk else "NO"))
         w("")
 
@@ -290,8 +301,9 @@ def main(d):
         if "sluice" in split:
             s, c, o = split["sluice"]
             share = 100.0 * c / max(1, s + c + o)
-            checks.append(("(extra) split check 90/10 (canary 7-13%, no other)", "%.1f%% canary, %d other" % (share, o),
-                           "PASS" if o == 0 and 7.0 <= share <= 13.0 else "MISS"))
+            n = s + c + o
+            checks.append(("(extra) split check ~90/10 (canary %.1f-%.1f%%, no other)" % (max(0.0, 10 - split_tol(n)), 10 + split_tol(n)),
+                           "%.1f%% canary, %d other" % (share, o), "PASS" if o == 0 and split_ok(share, n) else "MISS"))
 
     # ------------------------------------------------------------ reload under load
     base = [parse_wrk(p) for p in sorted(glob.glob(os.path.join(d, "wrk-reload-base-r*.txt")))]

@@ -358,12 +358,12 @@ rss_snap idle
 # requests each backend saw (stub_status delta = the split under load).
 printf "kind\ttarget\tset\trep\tcpu%s_busy\tcpu%s_busy\tsteal%s\tstable_req\tcanary_req\tbackend_new_conns\n" \
     $LOADCPU $SRVCPU $SRVCPU >"$OUT/meta.tsv"
-measured() {   # KIND NAME SET REP -- cmd... : run cmd on the load core, record meta
-    local kind=$1 name=$2 set=$3 rep=$4; shift 5
+measured() {   # KIND NAME SET REP OUTFILE cmd... : run cmd on the load core, output to OUTFILE, record meta
+    local kind=$1 name=$2 set=$3 rep=$4 f=$5; shift 5
     local s0 c0 s1 c1 l0 l1 v0 v1
     read -ra s0 <<<"$(bk_counts 18081)"; read -ra c0 <<<"$(bk_counts 18082)"
     read -ra l0 <<<"$(cpu_snap $LOADCPU)"; read -ra v0 <<<"$(cpu_snap $SRVCPU)"
-    taskset -c $LOADCPU "$@"
+    taskset -c $LOADCPU "$@" >"$f" 2>&1
     read -ra l1 <<<"$(cpu_snap $LOADCPU)"; read -ra v1 <<<"$(cpu_snap $SRVCPU)"
     read -ra s1 <<<"$(bk_counts 18081)"; read -ra c1 <<<"$(bk_counts 18082)"
     awk -v k="$kind" -v n="$name" -v st="$set" -v r="$rep" \
@@ -377,14 +377,14 @@ measured() {   # KIND NAME SET REP -- cmd... : run cmd on the load core, record 
 wrk_errs() { awk '/Non-2xx/{e+=$NF} /Socket errors/{gsub(",",""); e+=$4+$6+$8+$10} END{print e+0}' "$1"; }
 one_wrk() {   # CONC NAME SET REP
     local conc=$1 n=$2 set=$3 rep=$4 f="$OUT/wrk-c$1-$2-s$3r$4.txt"
-    measured "c$conc" "$n" "$set" "$rep" -- wrk -t1 -c"$conc" -d"$DUR" --latency "http://127.0.0.1:${PORT[$n]}/" >"$f" 2>&1
+    measured "c$conc" "$n" "$set" "$rep" "$f" wrk -t1 -c"$conc" -d"$DUR" --latency "http://127.0.0.1:${PORT[$n]}/"
     printf '  c%-3s %-8s set%s rep%s: %8s rps  p50 %-8s p99 %-8s errors %s\n' "$conc" "$n" "$set" "$rep" \
         "$(awk '/Requests\/sec/{printf "%.0f", $2}' "$f")" "$(awk '$1=="50%"{print $2}' "$f")" \
         "$(awk '$1=="99%"{print $2}' "$f")" "$(wrk_errs "$f")"
 }
 one_h2() {    # NAME SET REP
     local n=$1 set=$2 rep=$3 f="$OUT/h2load-$1-s$2r$3.txt"
-    measured h2 "$n" "$set" "$rep" -- timeout 120 h2load -n 100000 -c 32 -m 10 "http://127.0.0.1:${H2PORT[$n]}/" >"$f" 2>&1
+    measured h2 "$n" "$set" "$rep" "$f" timeout 120 h2load -n 100000 -c 32 -m 10 "http://127.0.0.1:${H2PORT[$n]}/"
     printf '  h2   %-8s set%s rep%s: %8s rps  %s\n' "$n" "$set" "$rep" \
         "$(awk '/^finished in/{printf "%.0f", $4}' "$f")" \
         "$(awk '/^requests:/{print $8, "succeeded,", $10, "failed,", $12, "errored"}' "$f")"
@@ -444,7 +444,7 @@ if [ "$RELOAD" = 1 ]; then
     sleep 1
     for rep in $(seq "$REPS"); do
         f="$OUT/wrk-reload-base-r$rep.txt"
-        measured reload-base sluice 1 "$rep" -- wrk -t1 -c64 -d"$DUR" --latency "http://127.0.0.1:${PORT[sluice]}/" >"$f" 2>&1
+        measured reload-base sluice 1 "$rep" "$f" wrk -t1 -c64 -d"$DUR" --latency "http://127.0.0.1:${PORT[sluice]}/"
         printf '  base    rep%s: %8s rps  errors %s\n' "$rep" "$(awk '/Requests\/sec/{printf "%.0f", $2}' "$f")" "$(wrk_errs "$f")"
         sleep 1
         ok0=$(sluice_reloads ok); err0=$(sluice_reloads error)
@@ -452,6 +452,7 @@ if [ "$RELOAD" = 1 ]; then
         # the writer is a child bash on the load core; it counts its writes in $cnt
         taskset -c $LOADCPU bash -c '
             d=$1 cnt=$2 a=$3 b=$4 n=0
+            trap "exit 0" TERM   # exit between writes, after reaping its sleep
             while :; do
                 if [ $((n % 2)) = 0 ]; then t=$b; else t=$a; fi
                 printf "$t" >"$d/.weights.yaml.tmp" && mv -f "$d/.weights.yaml.tmp" "$d/weights.yaml"
@@ -461,13 +462,13 @@ if [ "$RELOAD" = 1 ]; then
         WRITER=$!
         PIDS+=("$WRITER")
         f="$OUT/wrk-reload-on-r$rep.txt"
-        measured reload-on sluice 1 "$rep" -- wrk -t1 -c64 -d"$DUR" --latency "http://127.0.0.1:${PORT[sluice]}/" >"$f" 2>&1
+        measured reload-on sluice 1 "$rep" "$f" wrk -t1 -c64 -d"$DUR" --latency "http://127.0.0.1:${PORT[sluice]}/"
         kill -TERM "$WRITER" 2>/dev/null; wait "$WRITER" 2>/dev/null
         unset 'PIDS[${#PIDS[@]}-1]'
         write_weights "$weights_90"
         sleep 1   # let the last reload land (debounce <= 300 ms)
         ok1=$(sluice_reloads ok); err1=$(sluice_reloads error)
-        writes=$(cat "$cnt" 2>/dev/null || echo 0)
+        writes=$(($(cat "$cnt" 2>/dev/null || echo 0) + 1))   # + the final 90/10 write
         echo "$rep $writes $((ok1 - ok0)) $((err1 - err0))" >>"$OUT/reload.txt"
         printf '  reloads rep%s: %8s rps  errors %s  (%s writes, %s reloads ok, %s failed)\n' "$rep" \
             "$(awk '/Requests\/sec/{printf "%.0f", $2}' "$f")" "$(wrk_errs "$f")" "$writes" "$((ok1 - ok0))" "$((err1 - err0))"

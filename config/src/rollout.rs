@@ -111,7 +111,12 @@ pub(crate) fn compile_rollouts(
         let path = FieldPath::root().key("rollouts").index(i);
         // Two rollouts moving one route's weights would undo each other.
         if let Some(route) = rollout.route.as_deref().filter(|r| !r.trim().is_empty()) {
-            check.unique(&mut routes_taken, route, path.key("route"), "rollout of route");
+            check.unique(
+                &mut routes_taken,
+                route,
+                path.key("route"),
+                "rollout of route",
+            );
         }
         if let Some(r) = compile_rollout(
             check,

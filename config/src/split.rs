@@ -107,6 +107,13 @@ impl serde::Serialize for Weight {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Weight {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Scalar::deserialize(deserializer)?;
+        Self::parse(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Split {
     /// A split over `backends`; refuses one whose weights are all zero.
     pub fn new(backends: Vec<Backend>) -> Result<Self, Invalid> {

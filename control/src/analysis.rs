@@ -1,0 +1,312 @@
+//! Judging one interval of canary traffic against a rollout's thresholds: pass, fail, or
+//! inconclusive, with the numbers and the reasons.
+
+use serde::{Deserialize, Serialize};
+use sluice_config::Analysis;
+
+use crate::window::Measurement;
+
+/// The verdict of one analysis interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check passed.
+    Pass,
+    /// At least one check failed.
+    Fail,
+    /// Not enough data (or the data could not be read): no step, no failure.
+    Inconclusive,
+}
+
+/// One interval's verdict with the numbers behind it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Canary requests in the interval.
+    pub requests: f64,
+    /// Canary failure rate (5xx and failovers), when there were requests.
+    pub error_rate: Option<f64>,
+    /// Canary p95 latency, seconds.
+    pub p95: Option<f64>,
+    /// Stable requests in the interval.
+    pub stable_requests: f64,
+    /// Stable failure rate.
+    pub stable_error_rate: Option<f64>,
+    /// Stable p95 latency, seconds.
+    pub stable_p95: Option<f64>,
+    /// Why it is not a pass (or what was skipped), one sentence each.
+    pub reasons: Vec<String>,
+}
+
+impl Verdict {
+    /// The label used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// A check that could not be made: the measurement itself failed (unreachable target, parse
+/// error). Never a pass.
+pub fn unmeasurable(reason: String) -> Check {
+    Check {
+        verdict: Verdict::Inconclusive,
+        requests: 0.0,
+        error_rate: None,
+        p95: None,
+        stable_requests: 0.0,
+        stable_error_rate: None,
+        stable_p95: None,
+        reasons: vec![reason],
+    }
+}
+
+/// Judges `measurement` against `analysis`.
+pub fn judge(analysis: &Analysis, measurement: &Measurement) -> Check {
+    let canary = &measurement.canary;
+    let stable = &measurement.stable;
+    let mut check = Check {
+        verdict: Verdict::Pass,
+        requests: canary.requests,
+        error_rate: canary.error_rate(),
+        p95: canary.p95,
+        stable_requests: stable.requests,
+        stable_error_rate: stable.error_rate(),
+        stable_p95: stable.p95,
+        reasons: Vec::new(),
+    };
+    let numbers = [
+        canary.requests,
+        canary.failed,
+        stable.requests,
+        stable.failed,
+    ];
+    if numbers.iter().any(|n| !n.is_finite() || *n < 0.0)
+        || canary.p95.is_some_and(|p| !p.is_finite())
+    {
+        check.verdict = Verdict::Inconclusive;
+        check
+            .reasons
+            .push("the measurement is not a valid number (NaN, infinite or negative)".into());
+        return check;
+    }
+    if canary.requests < analysis.min_requests as f64 {
+        check.verdict = Verdict::Inconclusive;
+        check.reasons.push(format!(
+            "{} canary requests < min_requests {}",
+            canary.requests.round(),
+            analysis.min_requests
+        ));
+        return check;
+    }
+    let mut failures: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let rate = canary.error_rate().unwrap_or(0.0);
+    if rate > analysis.max_error_rate {
+        failures.push(format!(
+            "error rate {} > max_error_rate {}",
+            percent(rate),
+            percent(analysis.max_error_rate)
+        ));
+    }
+    let needs_p95 = analysis.max_p95.is_some() || analysis.max_p95_vs_stable.is_some();
+    if needs_p95 && canary.p95.is_none() {
+        check.verdict = Verdict::Inconclusive;
+        check
+            .reasons
+            .push("canary p95 unknown: no latency histogram in the interval".into());
+        return check;
+    }
+    if let (Some(max), Some(p95)) = (analysis.max_p95, canary.p95) {
+        if p95 > max.as_secs_f64() {
+            failures.push(format!(
+                "p95 {} > max_p95 {}",
+                millis(p95),
+                millis(max.as_secs_f64())
+            ));
+        }
+    }
+    // Relative checks need a stable baseline in the same interval. Without stable traffic
+    // (e.g. at 100% canary) there is nothing to compare with: the check is skipped, said so.
+    let stable_enough = stable.requests >= (analysis.min_requests as f64 / 10.0).max(1.0);
+    if let Some(factor) = analysis.max_p95_vs_stable {
+        match (canary.p95, stable.p95, stable_enough) {
+            (Some(canary_p95), Some(stable_p95), true) => {
+                if canary_p95 > factor * stable_p95 {
+                    failures.push(format!(
+                        "p95 {} > {factor} x stable p95 {}",
+                        millis(canary_p95),
+                        millis(stable_p95)
+                    ));
+                }
+            }
+            _ => {
+                notes.push("max_p95_vs_stable skipped: too little stable traffic to compare".into())
+            }
+        }
+    }
+    if let Some(margin) = analysis.max_error_rate_over_stable {
+        match (stable.error_rate(), stable_enough) {
+            (Some(stable_rate), true) => {
+                if rate > stable_rate + margin {
+                    failures.push(format!(
+                        "error rate {} > stable {} + {}",
+                        percent(rate),
+                        percent(stable_rate),
+                        percent(margin)
+                    ));
+                }
+            }
+            _ => notes.push(
+                "max_error_rate_over_stable skipped: too little stable traffic to compare".into(),
+            ),
+        }
+    }
+    if !failures.is_empty() {
+        check.verdict = Verdict::Fail;
+    }
+    check.reasons = failures;
+    check.reasons.extend(notes);
+    check
+}
+
+/// `0.0123` → `1.23%`.
+pub fn percent(fraction: f64) -> String {
+    format!("{:.2}%", fraction * 100.0)
+}
+
+/// `0.0123` → `12.3ms`.
+pub fn millis(seconds: f64) -> String {
+    format!("{:.1}ms", seconds * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice_config::FailureCounting;
+
+    use super::*;
+    use crate::window::BackendWindow;
+
+    fn analysis() -> Analysis {
+        Analysis {
+            min_requests: 100,
+            max_error_rate: 0.01,
+            max_p95: Some(Duration::from_millis(500)),
+            max_p95_vs_stable: None,
+            max_error_rate_over_stable: None,
+            failure_limit: 2,
+            failure_counting: FailureCounting::Consecutive,
+        }
+    }
+
+    fn window(requests: f64, failed: f64, p95: Option<f64>) -> BackendWindow {
+        BackendWindow {
+            requests,
+            failed,
+            p95,
+        }
+    }
+
+    fn measure(canary: BackendWindow, stable: BackendWindow) -> Measurement {
+        Measurement { canary, stable }
+    }
+
+    #[test]
+    fn verdicts_against_thresholds() {
+        let healthy = window(1000.0, 0.0, Some(0.050));
+        let cases = [
+            (
+                measure(healthy.clone(), healthy.clone()),
+                Verdict::Pass,
+                vec![],
+            ),
+            (
+                measure(window(99.0, 50.0, Some(9.0)), healthy.clone()),
+                Verdict::Inconclusive,
+                vec!["99 canary requests < min_requests 100"],
+            ),
+            (
+                measure(window(1000.0, 11.0, Some(0.05)), healthy.clone()),
+                Verdict::Fail,
+                vec!["error rate 1.10% > max_error_rate 1.00%"],
+            ),
+            (
+                measure(window(1000.0, 10.0, Some(0.05)), healthy.clone()),
+                Verdict::Pass,
+                vec![],
+            ),
+            (
+                measure(window(1000.0, 0.0, Some(0.6)), healthy.clone()),
+                Verdict::Fail,
+                vec!["p95 600.0ms > max_p95 500.0ms"],
+            ),
+            (
+                measure(window(1000.0, 0.0, None), healthy.clone()),
+                Verdict::Inconclusive,
+                vec!["canary p95 unknown: no latency histogram in the interval"],
+            ),
+            (
+                measure(window(f64::NAN, 0.0, Some(0.1)), healthy.clone()),
+                Verdict::Inconclusive,
+                vec!["the measurement is not a valid number (NaN, infinite or negative)"],
+            ),
+            (
+                measure(window(1000.0, 50.0, Some(0.9)), healthy),
+                Verdict::Fail,
+                vec![
+                    "error rate 5.00% > max_error_rate 1.00%",
+                    "p95 900.0ms > max_p95 500.0ms",
+                ],
+            ),
+        ];
+        for (m, verdict, reasons) in cases {
+            let check = judge(&analysis(), &m);
+            assert_eq!(check.verdict, verdict, "{m:?}");
+            assert_eq!(check.reasons, reasons, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn relative_checks_compare_with_stable_in_the_same_interval() {
+        let mut a = analysis();
+        a.max_p95 = None;
+        a.max_p95_vs_stable = Some(1.5);
+        a.max_error_rate = 1.0;
+        a.max_error_rate_over_stable = Some(0.005);
+        let slow_both = measure(
+            window(500.0, 0.0, Some(0.3)),
+            window(5000.0, 0.0, Some(0.31)),
+        );
+        assert_eq!(judge(&a, &slow_both).verdict, Verdict::Pass);
+        let slower_canary = measure(
+            window(500.0, 0.0, Some(0.6)),
+            window(5000.0, 0.0, Some(0.3)),
+        );
+        assert_eq!(
+            judge(&a, &slower_canary).reasons,
+            ["p95 600.0ms > 1.5 x stable p95 300.0ms"]
+        );
+        let worse_errors = measure(
+            window(500.0, 10.0, Some(0.3)),
+            window(5000.0, 10.0, Some(0.3)),
+        );
+        assert_eq!(
+            judge(&a, &worse_errors).reasons,
+            ["error rate 2.00% > stable 0.20% + 0.50%"]
+        );
+        let no_stable = measure(window(500.0, 0.0, Some(0.3)), window(0.0, 0.0, None));
+        let check = judge(&a, &no_stable);
+        assert_eq!(check.verdict, Verdict::Pass);
+        assert_eq!(
+            check.reasons.len(),
+            2,
+            "both relative checks say they were skipped"
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! A rollout's state and the pure function that moves it: `(rollout, state, event) ->
+//! (decision, new state)`. No IO, no clock: the controller feeds it events and carries out
+//! the decisions (write weights, persist, log).
+
+use serde::{Deserialize, Serialize};
+use sluice_config::{FailureCounting, Rollout, Weight, WEIGHT_SCALE};
+
+use crate::analysis::{millis, percent, Check, Verdict};
+
+/// Where a rollout is. Spelled as in `sluice-control status` and the phase metric.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Not started (or never): the canary gets whatever sluice.yaml says.
+    #[default]
+    Idle,
+    /// Advancing step by step as checks pass.
+    Progressing,
+    /// Frozen by an operator or by a hand-edited weights file.
+    Paused,
+    /// Finished: canary at 100%.
+    Succeeded,
+    /// Taken back: canary at 0%.
+    RolledBack,
+}
+
+/// Everything the controller remembers about one rollout (persisted).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// The phase.
+    pub phase: Phase,
+    /// Index in `steps` of the weight in force while progressing or paused.
+    pub step: usize,
+    /// The canary weight (percent) the control wants in force.
+    pub canary_weight: Weight,
+    /// Failed checks counted towards `failure_limit`.
+    pub failures: u32,
+    /// Why the rollout is paused.
+    pub paused_reason: Option<String>,
+    /// The canary upstream's `version` last seen in sluice.yaml.
+    pub canary_version: Option<String>,
+    /// What the control last wrote to the weights file for this rollout's route, as
+    /// `(stable, canary)`; a file that says otherwise was edited by hand.
+    pub written: Option<(Weight, Weight)>,
+    /// The most recent check.
+    pub last_check: Option<CheckRecord>,
+    /// The most recent decision.
+    pub last_decision: Option<DecisionRecord>,
+}
+
+/// A check with when it happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    /// The check.
+    #[serde(flatten)]
+    pub check: Check,
+    /// Unix seconds.
+    pub at: u64,
+    /// The canary weight the interval ran at.
+    pub canary_weight: Weight,
+}
+
+/// A decision with when it happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// What was decided.
+    pub action: Action,
+    /// One human sentence with the numbers.
+    pub message: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// What can happen to a rollout.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// An analysis interval ended with this check.
+    Check(Check),
+    /// `start`, or (with `automatic`) the canary's version changed in sluice.yaml.
+    Start {
+        /// Started by a version change rather than by an operator.
+        automatic: bool,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// `promote`: the next step now, skipping its analysis.
+    Promote,
+    /// `promote --full`: canary 100%, succeeded.
+    PromoteFull,
+    /// `abort`: canary 0% at once.
+    Abort,
+    /// `pause`.
+    Pause,
+    /// `resume`.
+    Resume,
+    /// `retry`: start a rolled-back rollout over.
+    Retry,
+    /// The weights file no longer says what the control wrote.
+    HandEdited(String),
+}
+
+/// The kind of a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Started at the first step.
+    Started,
+    /// Moved to the next step.
+    Advanced,
+    /// Finished at 100%.
+    Succeeded,
+    /// Kept the step (inconclusive check).
+    Held,
+    /// Counted a failure, kept the step.
+    Failed,
+    /// Canary back to 0% after too many failures.
+    RolledBack,
+    /// Canary back to 0% by an operator.
+    Aborted,
+    /// Frozen.
+    Paused,
+    /// Unfrozen.
+    Resumed,
+}
+
+/// The outcome of an event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// What was decided.
+    pub action: Action,
+    /// One human sentence with the numbers.
+    pub message: String,
+    /// The canary weight to write to the weights file, when it changes (or must be
+    /// re-asserted, on resume).
+    pub write: Option<Weight>,
+}
+
+/// Why an operator command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("rollout \"{rollout}\" is {phase}: {hint}")]
+pub struct Refusal {
+    /// The rollout.
+    pub rollout: String,
+    /// Its phase.
+    pub phase: &'static str,
+    /// What the operator can do instead.
+    pub hint: &'static str,
+}
+
+impl Phase {
+    /// The phase as spelled in DESIGN.md.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Progressing => "progressing",
+            Self::Paused => "paused",
+            Self::Succeeded => "succeeded",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Every phase, for the one-hot phase metric.
+    pub const ALL: [Phase; 5] = [
+        Self::Idle,
+        Self::Progressing,
+        Self::Paused,
+        Self::Succeeded,
+        Self::RolledBack,
+    ];
+}
+
+impl Action {
+    /// The action as a log/metric word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Advanced => "advanced",
+            Self::Succeeded => "succeeded",
+            Self::Held => "held",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::Aborted => "aborted",
+            Self::Paused => "paused",
+            Self::Resumed => "resumed",
+        }
+    }
+}
+
+const FULL: Weight = Weight::from_hundredths(100 * WEIGHT_SCALE);
+const NONE: Weight = Weight::from_hundredths(0);
+
+/// The pure transition function.
+pub fn decide(
+    rollout: &Rollout,
+    state: &RolloutState,
+    event: Event,
+) -> Result<(Decision, RolloutState), Refusal> {
+    let mut next = state.clone();
+    let refuse = |hint| Refusal {
+        rollout: rollout.name.clone(),
+        phase: state.phase.as_str(),
+        hint,
+    };
+    let decision = match event {
+        Event::Start { automatic, reason } => {
+            if !automatic && matches!(state.phase, Phase::Progressing | Phase::Paused) {
+                return Err(refuse(
+                    "it is already running; abort it first to start over",
+                ));
+            }
+            start(rollout, &mut next, format!("started: {reason}"))
+        }
+        Event::Retry => {
+            if state.phase != Phase::RolledBack {
+                return Err(refuse("only a rolled-back rollout can be retried"));
+            }
+            start(rollout, &mut next, "retried from the first step".into())
+        }
+        Event::Promote => {
+            if !matches!(state.phase, Phase::Progressing | Phase::Paused) {
+                return Err(refuse(
+                    "only a running rollout can be promoted; start it first",
+                ));
+            }
+            advance(
+                rollout,
+                &mut next,
+                "promoted by an operator (analysis skipped)",
+            )
+        }
+        Event::PromoteFull => {
+            if !matches!(state.phase, Phase::Progressing | Phase::Paused) {
+                return Err(refuse(
+                    "only a running rollout can be promoted; start it first",
+                ));
+            }
+            succeed(&mut next, "promoted to 100% by an operator".into())
+        }
+        Event::Abort => {
+            if !matches!(
+                state.phase,
+                Phase::Progressing | Phase::Paused | Phase::Succeeded
+            ) {
+                return Err(refuse("there is nothing to abort"));
+            }
+            next.phase = Phase::RolledBack;
+            next.paused_reason = None;
+            next.canary_weight = NONE;
+            Decision {
+                action: Action::Aborted,
+                message: "aborted by an operator: canary 0%".into(),
+                write: Some(NONE),
+            }
+        }
+        Event::Pause => {
+            if state.phase != Phase::Progressing {
+                return Err(refuse("only a progressing rollout can be paused"));
+            }
+            next.phase = Phase::Paused;
+            next.paused_reason = Some("paused by an operator".into());
+            Decision {
+                action: Action::Paused,
+                message: format!("paused by an operator at canary {}%", state.canary_weight),
+                write: None,
+            }
+        }
+        Event::Resume => {
+            if state.phase != Phase::Paused {
+                return Err(refuse("only a paused rollout can be resumed"));
+            }
+            next.phase = Phase::Progressing;
+            next.paused_reason = None;
+            Decision {
+                action: Action::Resumed,
+                message: format!(
+                    "resumed at canary {}% (weights file set to the rollout's step again)",
+                    state.canary_weight
+                ),
+                write: Some(state.canary_weight),
+            }
+        }
+        Event::HandEdited(what) => {
+            if state.phase != Phase::Progressing {
+                return Err(refuse("a hand edit only pauses a progressing rollout"));
+            }
+            next.phase = Phase::Paused;
+            let reason = format!("weights file edited by hand ({what}); the hand-written weights stay until `resume`");
+            next.paused_reason = Some(reason.clone());
+            Decision {
+                action: Action::Paused,
+                message: reason,
+                write: None,
+            }
+        }
+        Event::Check(check) => {
+            if state.phase != Phase::Progressing {
+                return Err(refuse("checks only run while progressing"));
+            }
+            judge_step(rollout, &mut next, &check)
+        }
+    };
+    Ok((decision, next))
+}
+
+fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Decision {
+    let first = rollout.steps.first().copied().unwrap_or(FULL);
+    next.phase = Phase::Progressing;
+    next.step = 0;
+    next.canary_weight = first;
+    next.failures = 0;
+    next.paused_reason = None;
+    Decision {
+        action: Action::Started,
+        message: format!(
+            "{message}; canary {first}% (step 1/{})",
+            rollout.steps.len()
+        ),
+        write: Some(first),
+    }
+}
+
+fn advance(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Decision {
+    if next.step + 1 >= rollout.steps.len() {
+        return succeed(next, format!("{why}; that was the last step"));
+    }
+    let from = next.canary_weight;
+    next.step += 1;
+    next.canary_weight = rollout.steps[next.step];
+    Decision {
+        action: Action::Advanced,
+        message: format!(
+            "{why}: canary {from}% -> {}% (step {}/{})",
+            next.canary_weight,
+            next.step + 1,
+            rollout.steps.len()
+        ),
+        write: Some(next.canary_weight),
+    }
+}
+
+fn succeed(next: &mut RolloutState, why: String) -> Decision {
+    next.phase = Phase::Succeeded;
+    next.paused_reason = None;
+    next.canary_weight = FULL;
+    Decision {
+        action: Action::Succeeded,
+        message: format!("{why}: succeeded, canary 100%"),
+        write: Some(FULL),
+    }
+}
+
+fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Decision {
+    let analysis = &rollout.analysis;
+    let rate = check.error_rate.map_or("-".into(), percent);
+    let p95 = check.p95.map_or("-".into(), millis);
+    let requests = check.requests.round();
+    match check.verdict {
+        Verdict::Inconclusive => Decision {
+            action: Action::Held,
+            message: format!(
+                "inconclusive: {}; holding at {}%",
+                check.reasons.join("; "),
+                next.canary_weight
+            ),
+            write: None,
+        },
+        Verdict::Pass => {
+            if analysis.failure_counting == FailureCounting::Consecutive {
+                next.failures = 0;
+            }
+            let p95_limit = analysis.max_p95.map_or(String::new(), |m| {
+                format!(" <= {}", millis(m.as_secs_f64()))
+            });
+            let why = format!(
+                "check passed ({requests} requests, error rate {rate} <= {}, p95 {p95}{p95_limit})",
+                percent(analysis.max_error_rate)
+            );
+            advance(rollout, next, &why)
+        }
+        Verdict::Fail => {
+            next.failures += 1;
+            let what = format!(
+                "check failed: {} ({requests} requests, error rate {rate}, p95 {p95})",
+                check.reasons.join("; ")
+            );
+            if next.failures >= analysis.failure_limit {
+                next.phase = Phase::RolledBack;
+                next.canary_weight = NONE;
+                Decision {
+                    action: Action::RolledBack,
+                    message: format!(
+                        "{what}; {} of {} failures: rolled back, canary 0%",
+                        next.failures, analysis.failure_limit
+                    ),
+                    write: Some(NONE),
+                }
+            } else {
+                Decision {
+                    action: Action::Failed,
+                    message: format!(
+                        "{what}; {} of {} failures, holding at {}%",
+                        next.failures, analysis.failure_limit, next.canary_weight
+                    ),
+                    write: None,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+//! Every transition of the rollout state machine, driven by a fake stream of checks.
+
+use std::time::Duration;
+
+use sluice_config::{Analysis, FailureCounting, MetricsSource, Rollout, Weight};
+
+use super::*;
+use crate::analysis::{Check, Verdict};
+
+fn rollout(counting: FailureCounting) -> Rollout {
+    Rollout {
+        name: "myapp".into(),
+        route: "default".into(),
+        stable: "stable".into(),
+        canary: "canary".into(),
+        steps: [5, 10, 25, 50, 75, 100]
+            .iter()
+            .map(|p| Weight::from_hundredths(p * 100))
+            .collect(),
+        interval: Duration::from_secs(30),
+        analysis: Analysis {
+            min_requests: 100,
+            max_error_rate: 0.01,
+            max_p95: Some(Duration::from_millis(500)),
+            max_p95_vs_stable: None,
+            max_error_rate_over_stable: None,
+            failure_limit: 2,
+            failure_counting: counting,
+        },
+        metrics: MetricsSource::Prometheus {
+            url: "http://127.0.0.1:9090".into(),
+        },
+    }
+}
+
+fn check(verdict: Verdict) -> Check {
+    Check {
+        verdict,
+        requests: 1000.0,
+        error_rate: Some(if verdict == Verdict::Fail {
+            0.05
+        } else {
+            0.001
+        }),
+        p95: Some(0.1),
+        stable_requests: 9000.0,
+        stable_error_rate: Some(0.0),
+        stable_p95: Some(0.1),
+        reasons: if verdict == Verdict::Fail {
+            vec!["error rate 5.00% > max_error_rate 1.00%".into()]
+        } else {
+            vec![]
+        },
+    }
+}
+
+fn pct(state: &RolloutState) -> u64 {
+    state.canary_weight.hundredths() / 100
+}
+
+fn apply(r: &Rollout, state: RolloutState, event: Event) -> (Decision, RolloutState) {
+    decide(r, &state, event).unwrap_or_else(|e| panic!("refused: {e}"))
+}
+
+fn started(r: &Rollout) -> RolloutState {
+    apply(
+        r,
+        RolloutState::default(),
+        Event::Start {
+            automatic: false,
+            reason: "test".into(),
+        },
+    )
+    .1
+}
+
+#[test]
+fn healthy_checks_walk_every_step_then_succeed() {
+    let r = rollout(FailureCounting::Consecutive);
+    let (decision, mut state) = apply(
+        &r,
+        RolloutState::default(),
+        Event::Start {
+            automatic: false,
+            reason: "cli".into(),
+        },
+    );
+    assert_eq!(
+        (decision.action, decision.write, state.phase),
+        (
+            Action::Started,
+            Some(Weight::from_hundredths(500)),
+            Phase::Progressing
+        )
+    );
+    let mut seen = vec![pct(&state)];
+    loop {
+        let (decision, next) = apply(&r, state, Event::Check(check(Verdict::Pass)));
+        state = next;
+        seen.push(pct(&state));
+        if decision.action == Action::Succeeded {
+            assert_eq!(decision.write, Some(Weight::from_hundredths(10_000)));
+            break;
+        }
+        assert_eq!(decision.action, Action::Advanced);
+    }
+    assert_eq!(seen, [5, 10, 25, 50, 75, 100, 100]);
+    assert_eq!(state.phase, Phase::Succeeded);
+}
+
+#[test]
+fn consecutive_failures_roll_back_at_the_limit_and_a_pass_resets_them() {
+    let r = rollout(FailureCounting::Consecutive);
+    let state = started(&r);
+    let (d, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
+    assert_eq!(
+        (d.action, d.write, state.failures),
+        (Action::Failed, None, 1)
+    );
+    let (d, state) = apply(&r, state, Event::Check(check(Verdict::Pass)));
+    assert_eq!(
+        (d.action, state.failures, pct(&state)),
+        (Action::Advanced, 0, 10)
+    );
+    let (_, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
+    let (d, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
+    assert_eq!(
+        (d.action, d.write, state.phase),
+        (
+            Action::RolledBack,
+            Some(Weight::from_hundredths(0)),
+            Phase::RolledBack
+        )
+    );
+    assert!(
+        d.message.contains("2 of 2 failures: rolled back"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn total_failure_counting_does_not_reset_on_pass() {
+    let r = rollout(FailureCounting::Total);
+    let state = started(&r);
+    let (_, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
+    let (_, state) = apply(&r, state, Event::Check(check(Verdict::Pass)));
+    assert_eq!(state.failures, 1);
+    let (d, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
+    assert_eq!(
+        (d.action, state.phase),
+        (Action::RolledBack, Phase::RolledBack)
+    );
+}
+
+#[test]
+fn inconclusive_holds_without_failing() {
+    let r = rollout(FailureCounting::Consecutive);
+    let mut state = started(&r);
+    for _ in 0..10 {
+        let (d, next) = apply(&r, state, Event::Check(check(Verdict::Inconclusive)));
+        assert_eq!((d.action, d.write), (Action::Held, None));
+        state = next;
+    }
+    assert_eq!(
+        (state.phase, state.failures, pct(&state)),
+        (Phase::Progressing, 0, 5)
+    );
+}
+
+#[test]
+fn operator_commands() {
+    let r = rollout(FailureCounting::Consecutive);
+    let state = started(&r);
+    let (d, state) = apply(&r, state, Event::Promote);
+    assert_eq!((d.action, pct(&state)), (Action::Advanced, 10));
+    let (d, state) = apply(&r, state, Event::Pause);
+    assert_eq!((d.action, state.phase), (Action::Paused, Phase::Paused));
+    assert!(
+        decide(&r, &state, Event::Check(check(Verdict::Pass))).is_err(),
+        "no checks while paused"
+    );
+    let (d, state) = apply(&r, state, Event::Resume);
+    assert_eq!(
+        (d.action, d.write, state.phase),
+        (
+            Action::Resumed,
+            Some(Weight::from_hundredths(1000)),
+            Phase::Progressing
+        )
+    );
+    let (d, state) = apply(&r, state, Event::PromoteFull);
+    assert_eq!(
+        (d.action, pct(&state), state.phase),
+        (Action::Succeeded, 100, Phase::Succeeded)
+    );
+    let (d, state) = apply(&r, state, Event::Abort);
+    assert_eq!(
+        (d.action, pct(&state), state.phase),
+        (Action::Aborted, 0, Phase::RolledBack)
+    );
+    let (d, state) = apply(&r, state, Event::Retry);
+    assert_eq!(
+        (d.action, pct(&state), state.phase, state.step),
+        (Action::Started, 5, Phase::Progressing, 0)
+    );
+}
+
+#[test]
+fn promote_at_the_last_step_succeeds() {
+    let r = rollout(FailureCounting::Consecutive);
+    let mut state = started(&r);
+    for _ in 0..5 {
+        state = apply(&r, state, Event::Promote).1;
+    }
+    assert_eq!((pct(&state), state.phase), (100, Phase::Progressing));
+    let (d, state) = apply(&r, state, Event::Promote);
+    assert_eq!(
+        (d.action, state.phase),
+        (Action::Succeeded, Phase::Succeeded)
+    );
+}
+
+#[test]
+fn refusals_say_why() {
+    let r = rollout(FailureCounting::Consecutive);
+    let idle = RolloutState::default();
+    for event in [
+        Event::Promote,
+        Event::PromoteFull,
+        Event::Abort,
+        Event::Pause,
+        Event::Resume,
+        Event::Retry,
+    ] {
+        let refusal = decide(&r, &idle, event.clone()).expect_err("idle refuses");
+        assert_eq!(refusal.phase, "idle", "{event:?}");
+    }
+    let running = started(&r);
+    let refusal = decide(
+        &r,
+        &running,
+        Event::Start {
+            automatic: false,
+            reason: "cli".into(),
+        },
+    )
+    .expect_err("running");
+    assert_eq!(
+        refusal.to_string(),
+        "rollout \"myapp\" is progressing: it is already running; abort it first to start over"
+    );
+    assert!(decide(&r, &running, Event::Resume).is_err());
+    assert!(decide(&r, &running, Event::Retry).is_err());
+}
+
+#[test]
+fn a_version_change_restarts_even_a_running_rollout() {
+    let r = rollout(FailureCounting::Consecutive);
+    let state = apply(&r, started(&r), Event::Promote).1;
+    let (d, state) = apply(
+        &r,
+        state,
+        Event::Start {
+            automatic: true,
+            reason: "canary version v2 -> v3".into(),
+        },
+    );
+    assert_eq!((d.action, pct(&state), state.step), (Action::Started, 5, 0));
+}
+
+#[test]
+fn a_hand_edit_pauses_and_keeps_the_hand_weights() {
+    let r = rollout(FailureCounting::Consecutive);
+    let (d, state) = apply(
+        &r,
+        started(&r),
+        Event::HandEdited("stable=50 canary=50".into()),
+    );
+    assert_eq!(
+        (d.action, d.write, state.phase),
+        (Action::Paused, None, Phase::Paused)
+    );
+    assert!(state
+        .paused_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("edited by hand")));
+    // Resume re-asserts the rollout's weight.
+    let (d, _) = apply(&r, state, Event::Resume);
+    assert_eq!(d.write, Some(Weight::from_hundredths(500)));
+}

@@ -1,0 +1,145 @@
+//! The `prometheus` source: the interval's numbers as PromQL over the Prometheus HTTP API,
+//! which aggregates the whole fleet's counters and histograms.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice_config::Rollout;
+
+use super::{BoxFuture, MeasureError, MetricSource};
+use crate::http::HttpClient;
+use crate::window::{BackendWindow, Measurement, DURATION_BUCKET, FAILOVERS, REQUESTS};
+
+/// Queries `url`'s `/api/v1/query`.
+#[derive(Debug)]
+pub struct PrometheusSource {
+    client: HttpClient,
+    url: String,
+    route: String,
+    stable: String,
+    canary: String,
+    started: Instant,
+    timeout: Duration,
+}
+
+impl PrometheusSource {
+    /// A source for `rollout` querying the Prometheus at `url`.
+    pub fn new(rollout: &Rollout, url: &str, timeout: Duration) -> Self {
+        Self {
+            client: HttpClient::default(),
+            url: url.trim_end_matches('/').to_string(),
+            route: rollout.route.clone(),
+            stable: rollout.stable.clone(),
+            canary: rollout.canary.clone(),
+            started: Instant::now(),
+            timeout,
+        }
+    }
+
+    /// The PromQL expressions for one backend over `range` seconds:
+    /// (requests incl. failovers, failures incl. failovers, p95).
+    pub fn queries(route: &str, backend: &str, range: u64) -> [String; 3] {
+        let selector = format!(
+            "route=\"{}\",backend=\"{}\"",
+            escape(route),
+            escape(backend)
+        );
+        let failovers = format!("sum(increase({FAILOVERS}{{{selector}}}[{range}s]))");
+        [
+            format!("sum(increase({REQUESTS}{{{selector}}}[{range}s])) + ({failovers} or vector(0))"),
+            format!(
+                "(sum(increase({REQUESTS}{{{selector},code=~\"5..\"}}[{range}s])) or vector(0)) + ({failovers} or vector(0))"
+            ),
+            format!("histogram_quantile(0.95, sum by (le) (rate({DURATION_BUCKET}{{{selector}}}[{range}s])))"),
+        ]
+    }
+
+    async fn scalar(&self, query: &str) -> Result<Option<f64>, MeasureError> {
+        let url = format!(
+            "{}/api/v1/query?{}",
+            self.url,
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("query", query)
+                .finish()
+        );
+        let (status, body) = self
+            .client
+            .get(&url, self.timeout)
+            .await
+            .map_err(|e| MeasureError::Query(format!("{}: {e}", self.url)))?;
+        let json: Value = serde_json::from_slice(&body)
+            .map_err(|e| MeasureError::Query(format!("HTTP {status}, not JSON: {e}")))?;
+        if json["status"] != "success" {
+            return Err(MeasureError::Query(format!(
+                "HTTP {status}: {} ({query})",
+                json["error"].as_str().unwrap_or("unknown error")
+            )));
+        }
+        let result = json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        match result.first() {
+            None => Ok(None),
+            Some(sample) => {
+                let text = sample["value"][1].as_str().unwrap_or("NaN");
+                let value: f64 = text
+                    .parse()
+                    .map_err(|_| MeasureError::Query(format!("value {text:?} is not a number")))?;
+                Ok(value.is_finite().then_some(value))
+            }
+        }
+    }
+
+    async fn backend(&self, backend: &str, range: u64) -> Result<BackendWindow, MeasureError> {
+        let [requests, failed, p95] = Self::queries(&self.route, backend, range);
+        Ok(BackendWindow {
+            requests: self.scalar(&requests).await?.unwrap_or(0.0),
+            failed: self.scalar(&failed).await?.unwrap_or(0.0),
+            p95: self.scalar(&p95).await?,
+        })
+    }
+}
+
+impl MetricSource for PrometheusSource {
+    fn begin(&mut self) -> BoxFuture<'_, ()> {
+        self.started = Instant::now();
+        Box::pin(async {})
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
+        let range = self.started.elapsed().as_secs().max(1);
+        self.started = Instant::now();
+        Box::pin(async move {
+            Ok(Measurement {
+                canary: self.backend(&self.canary.clone(), range).await?,
+                stable: self.backend(&self.stable.clone(), range).await?,
+            })
+        })
+    }
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_promql_over_the_interval() {
+        let [requests, failed, p95] = PrometheusSource::queries("default", "canary", 30);
+        assert_eq!(
+            requests,
+            "sum(increase(sluice_requests_total{route=\"default\",backend=\"canary\"}[30s])) + (sum(increase(sluice_backend_failovers_total{route=\"default\",backend=\"canary\"}[30s])) or vector(0))"
+        );
+        assert!(failed.contains("code=~\"5..\""));
+        assert_eq!(
+            p95,
+            "histogram_quantile(0.95, sum by (le) (rate(sluice_request_duration_seconds_bucket{route=\"default\",backend=\"canary\"}[30s])))"
+        );
+        let [odd, _, _] = PrometheusSource::queries("a\"b", "c", 5);
+        assert!(odd.contains("route=\"a\\\"b\""));
+    }
+}
