@@ -393,8 +393,6 @@ rotated() {   # REP: the targets, rotated by REP-1 so that no proxy always runs 
     local n=${#TARGETS[@]} i
     for ((i = 0; i < n; i++)); do echo "${TARGETS[$(((i + $1 - 1) % n))]}"; done
 }
-H2TARGETS=()
-for n in "${TARGETS[@]}"; do [ -n "${H2PORT[$n]:-}" ] && H2TARGETS+=("$n"); done
 round_set() {   # SET
     local set=$1 conc rep n
     for conc in 64 8; do

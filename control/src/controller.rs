@@ -361,16 +361,18 @@ impl Controller {
             Ok(Err(e)) => unmeasurable(e.to_string()),
             Err(_) => unmeasurable(format!("measurement took longer than {budget:?}")),
         };
-        self.metrics.check(&m.rollout.name, &check);
         m.state.last_check = Some(CheckRecord {
             check: check.clone(),
             at: unix_now(),
             canary_weight: m.state.canary_weight,
         });
         m.next_check = Some(Instant::now() + m.rollout.interval);
-        if let Err(e) = self.apply(index, Event::Check(check)).await {
-            error!(rollout = %self.managed[index].rollout.name, error = %e, "check could not be applied");
+        let name = m.rollout.name.clone();
+        if let Err(e) = self.apply(index, Event::Check(check.clone())).await {
+            error!(rollout = %name, error = %e, "check could not be applied");
         }
+        // Counted once the status shows the check, so whoever sees the count sees the check.
+        self.metrics.check(&name, &check);
     }
 
     /// Decides, then carries the decision out: write weights first (if that fails nothing

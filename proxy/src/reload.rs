@@ -278,9 +278,10 @@ impl Reloader {
         Ok(Some(current.with_weights(state.generation, weights)))
     }
 
-    /// Watches the files' directories until draining starts; reloads on changes and on SIGHUP.
-    pub async fn watch(self: Arc<Self>, mut stop: crate::drain::DrainWatch) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    /// Starts watching the files' directories (and SIGHUP) now, so no change made after this
+    /// returns can be missed; [`Watching::run`] then reloads on each change.
+    pub fn watch(self: Arc<Self>) -> Watching {
+        let (tx, rx) = mpsc::unbounded_channel::<()>();
         // Kept so the channel stays open (and SIGHUP keeps working) even without a watcher.
         let _keep_open = tx.clone();
         let mut dirs = vec![parent_dir(&self.config_path)];
@@ -314,8 +315,47 @@ impl Reloader {
                 None
             }
         };
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        // Anything written between the initial load and now produced no event: look once.
+        let _ = _keep_open.send(());
+        Watching {
+            reloader: self,
+            rx,
+            _tx: _keep_open,
+            _watcher,
+            hangup,
+        }
+    }
+}
+
+/// An established watch on the config and weights files.
+pub struct Watching {
+    reloader: Arc<Reloader>,
+    rx: mpsc::UnboundedReceiver<()>,
+    /// Keeps the channel open (and SIGHUP working) even without a file watcher.
+    _tx: mpsc::UnboundedSender<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl std::fmt::Debug for Watching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watching")
+            .field("watcher", &self._watcher.is_some())
+            .finish()
+    }
+}
+
+impl Watching {
+    /// Reloads on every change and on SIGHUP until draining starts.
+    pub async fn run(self, mut stop: crate::drain::DrainWatch) {
+        let Self {
+            reloader,
+            mut rx,
+            _tx,
+            _watcher,
+            mut hangup,
+        } = self;
         loop {
             let trigger = tokio::select! {
                 event = rx.recv() => match event {
@@ -337,7 +377,7 @@ impl Reloader {
                 () = stop.started() => break,
             };
             // Parsing and building happen on a blocking thread: never on the request path.
-            let this = self.clone();
+            let this = reloader.clone();
             if tokio::task::spawn_blocking(move || this.reload(trigger))
                 .await
                 .is_err()

@@ -152,7 +152,8 @@ impl Server {
             info!(%address, "admin listening");
         }
         tokio::spawn(self.admin.clone().serve(self.admin_socket, admin_stop_rx));
-        tokio::spawn(self.reloader.clone().watch(drain_watch.clone()));
+        // Watching starts before "ready", so no file change after it can be missed.
+        tokio::spawn(self.reloader.clone().watch().run(drain_watch.clone()));
         tokio::spawn(housekeeping(
             self.metrics.clone(),
             self.routing.clone(),

@@ -73,6 +73,19 @@ pub async fn get(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Re
     .await
 }
 
+/// GET `url`; `None` on a transport error (for probing servers that are still starting).
+pub async fn try_get(url: &str) -> Option<Reply> {
+    let req = Request::get(url).body(Full::new(Bytes::new())).ok()?;
+    let response = http1().request(req).await.ok()?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.ok()?.to_bytes();
+    Some(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
 /// GET `url` on a fresh connection and return the body as text.
 pub async fn get_text(url: &str) -> String {
     get(&http1(), url, &[]).await.text()

@@ -5,15 +5,19 @@
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod load;
 pub mod metrics;
 pub mod process;
 pub mod proxy;
+pub mod rig;
 pub mod tls;
 
 pub use backend::{Backend, Behavior};
+pub use control::Control;
 pub use load::{Load, LoadReport};
 pub use proxy::Proxy;
+pub use rig::Rig;
 
 /// Polls `$cond` (which may `.await`) every 20 ms until it holds; panics after 20 s with the
 /// message. Tests wait on events, never on sleeps.

@@ -1,0 +1,142 @@
+//! A rollout rig: stable and canary backends, a fleet of proxies sharing one config directory
+//! (so they share the weights file), and the config with a rollout for `sluice-control`.
+
+use std::path::Path;
+
+use crate::backend::Backend;
+use crate::proxy::Proxy;
+
+/// Backends, proxies and the directory holding `sluice.yaml` and `weights.yaml`.
+#[derive(Debug)]
+pub struct Rig {
+    /// The stable upstream.
+    pub stable: Backend,
+    /// The canary upstream.
+    pub canary: Backend,
+    /// The proxies, all reading the same files.
+    pub proxies: Vec<Proxy>,
+    dir: tempfile::TempDir,
+    /// `(listener, admin)` addresses written in the config.
+    ports: (String, String),
+}
+
+impl Rig {
+    /// Starts the backends and `proxies` proxies (listeners and admin on ephemeral ports).
+    pub async fn new(proxies: usize) -> Self {
+        Self::build(proxies, ("127.0.0.1:0".into(), "127.0.0.1:0".into())).await
+    }
+
+    /// One proxy on fixed (free, picked now) ports, so it can be restarted at the same
+    /// addresses with [`Rig::restart_proxy`].
+    pub async fn new_fixed_ports() -> Self {
+        let pick = || {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            socket.local_addr().expect("address").to_string()
+        };
+        Self::build(1, (pick(), pick())).await
+    }
+
+    async fn build(proxies: usize, ports: (String, String)) -> Self {
+        let stable = Backend::spawn("stable").await;
+        let canary = Backend::spawn("canary").await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("sluice.yaml"),
+            base_config(&stable, &canary, "v2", &ports),
+        )
+        .expect("write config");
+        let proxies = (0..proxies)
+            .map(|_| Proxy::start_in(dir.path(), &[]))
+            .collect();
+        Self {
+            stable,
+            canary,
+            proxies,
+            dir,
+            ports,
+        }
+    }
+
+    /// Kills proxy `index` (SIGKILL) and starts it again on the same config.
+    pub fn restart_proxy(&mut self, index: usize) {
+        self.proxies[index].process.kill();
+        self.proxies[index] = Proxy::start_in(self.dir.path(), &[]);
+    }
+
+    /// The shared directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `[admin1, admin2, ...]` of the proxies, for `metrics.targets`.
+    pub fn targets(&self) -> String {
+        let all: Vec<String> = self.proxies.iter().map(|p| p.admin.to_string()).collect();
+        format!("[{}]", all.join(", "))
+    }
+
+    /// Writes `sluice.yaml`: the base config plus `control:` and the `rollouts:` given (YAML
+    /// list items; `{targets}` is replaced by [`Rig::targets`]). `canary_version` is the
+    /// canary upstream's version.
+    pub fn write_config(&self, rollouts: &str, canary_version: &str) {
+        let text = format!(
+            "{}control:\n  admin: 127.0.0.1:0\n  state: control-state.json\nrollouts:\n{}",
+            base_config(&self.stable, &self.canary, canary_version, &self.ports),
+            rollouts.replace("{targets}", &self.targets())
+        );
+        std::fs::write(self.dir.path().join("sluice.yaml"), text).expect("write config");
+    }
+
+    /// Writes the weights file by hand.
+    pub fn write_weights(&self, text: &str) {
+        std::fs::write(self.dir.path().join("weights.yaml"), text).expect("write weights");
+    }
+
+    /// The weights file as it is now.
+    pub fn weights_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("weights.yaml")).unwrap_or_default()
+    }
+}
+
+/// Stable 100 / canary 0 in sluice.yaml (the rollout moves it); `(listener, admin)` addresses.
+pub fn base_config(
+    stable: &Backend,
+    canary: &Backend,
+    canary_version: &str,
+    ports: &(String, String),
+) -> String {
+    format!(
+        r#"listeners:
+  - name: http
+    address: {listener}
+admin:
+  address: {admin}
+upstreams:
+  stable:
+    version: v1
+    endpoints: [{stable}]
+  canary:
+    version: {canary_version}
+    endpoints: [{canary}]
+    outlier_detection: {{ consecutive_failures: 0 }}
+routes:
+  - name: default
+    timeout: 5s
+    backends:
+      - {{ upstream: stable, weight: 100 }}
+      - {{ upstream: canary, weight: 0 }}
+weights_file: weights.yaml
+"#,
+        stable = stable.endpoint(),
+        canary = canary.endpoint(),
+        listener = ports.0,
+        admin = ports.1,
+    )
+}
+
+/// A rollout named `myapp` of route `default` scraping the rig's proxies; `extra` adds or
+/// overrides analysis lines (indented 6 spaces).
+pub fn rollout(steps: &str, interval: &str, analysis: &str) -> String {
+    format!(
+        "  - name: myapp\n    route: default\n    stable: stable\n    canary: canary\n    steps: {steps}\n    interval: {interval}\n    analysis:\n{analysis}    metrics:\n      source: scrape\n      targets: {{targets}}\n"
+    )
+}

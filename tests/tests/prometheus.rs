@@ -1,0 +1,102 @@
+//! The `prometheus` metric source against a real Prometheus server (Debian's package, which
+//! `.ci/run` installs) scraping the proxy every second: a bad canary is rolled back through
+//! PromQL.
+
+use std::process::{Child, Command, Stdio};
+
+use sluice_tests::{client, eventually, Behavior, Control, Load, Rig};
+
+struct Prometheus {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(targets: &str) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let config = data.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: {targets}\n"),
+        )
+        .expect("write prometheus.yml");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `prometheus` ({e}); install it (.ci/run does: apt-get install -y prometheus)"));
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _data: data,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_is_rolled_back_through_promql() {
+    let rig = Rig::new(1).await;
+    let prometheus = Prometheus::start(&format!("['{}']", rig.proxies[0].admin));
+    let ready = format!("{}/-/ready", prometheus.url);
+    eventually!(
+        client::try_get(&ready)
+            .await
+            .is_some_and(|r| r.status == 200),
+        "prometheus ready"
+    );
+    let up = format!("{}/api/v1/query?query=up", prometheus.url);
+    eventually!(
+        client::try_get(&up)
+            .await
+            .is_some_and(|r| r.text().contains("\"1\"]")),
+        "prometheus scrapes the proxy"
+    );
+    let rollout = format!(
+        "  - name: myapp\n    route: default\n    stable: stable\n    canary: canary\n    steps: [10, 50, 100]\n    interval: 3s\n    analysis:\n      min_requests: 5\n      max_error_rate: 0.05\n      max_p95: 1s\n      failure_limit: 2\n    metrics:\n      source: prometheus\n      prometheus: {{ url: \"{}\" }}\n",
+        prometheus.url
+    );
+    rig.write_config(&rollout, "v2");
+    eventually!(
+        rig.proxies[0].config_json().await["rollouts"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "proxy reloaded"
+    );
+    let control = Control::start(rig.dir());
+    rig.canary.set_behavior(Behavior::ErrorRate(0.2));
+    let load = Load::start(&rig.proxies[0].url("/"), 4);
+    control.command("myapp", "start").await;
+    eventually!(
+        control.phase("myapp").await == "rolled_back",
+        "rolled back through PromQL"
+    );
+    let message = control.rollout("myapp").await["last_decision"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("> max_error_rate 5.00%") && message.contains("rolled back"),
+        "{message}"
+    );
+    assert_eq!(control.checks("myapp", "fail").await, 2.0);
+    eventually!(
+        rig.proxies[0].weight("default", "canary").await == 0.0,
+        "canary out"
+    );
+    load.stop().await;
+}
