@@ -181,7 +181,8 @@ impl Server {
     }
 }
 
-/// Periodic upkeep: histogram samples into buckets, endpoint health gauges after ejections end.
+/// Periodic upkeep: histogram samples into buckets, endpoint health gauges after ejections
+/// end, expired idle upstream connections closed.
 async fn housekeeping(metrics: Arc<Metrics>, routing: Arc<Routing>, mut drain: DrainWatch) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
@@ -193,7 +194,7 @@ async fn housekeeping(metrics: Arc<Metrics>, routing: Arc<Routing>, mut drain: D
         ticks += 1;
         let now = Instant::now();
         for endpoint in routing.snapshot().endpoints() {
-            endpoint.refresh_health_gauge(now);
+            endpoint.housekeeping(now);
         }
         if ticks % 5 == 0 {
             metrics.run_upkeep();

@@ -152,10 +152,12 @@ impl Endpoint {
         }
     }
 
-    /// Brings `sluice_endpoint_healthy` up to date once an ejection has expired.
-    pub fn refresh_health_gauge(&self, now: Instant) {
+    /// Periodic upkeep: brings `sluice_endpoint_healthy` up to date once an ejection has
+    /// expired, and closes idle connections past their idle limit.
+    pub fn housekeeping(&self, now: Instant) {
         self.healthy_gauge
             .set(if self.is_healthy(now) { 1.0 } else { 0.0 });
+        self.pool.reap(now);
     }
 
     /// Counts an upstream error of `kind`.

@@ -64,6 +64,17 @@ impl Pool {
         }
     }
 
+    /// Closes idle connections older than the idle limit (or closed by the server), so a burst
+    /// of connections does not keep its sockets and buffers once traffic is back to normal.
+    pub(super) fn reap(&self, now: Instant) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(conn, since)| {
+                !conn.is_closed() && now.saturating_duration_since(*since) <= MAX_IDLE_TIME
+            });
+    }
+
     /// How many HTTP/1.1 connections are idle.
     pub(super) fn idle_count(&self) -> usize {
         self.idle
