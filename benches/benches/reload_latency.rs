@@ -21,10 +21,7 @@ fn main() {
 async fn measure() {
     let stable = Backend::spawn("stable").await;
     let canary = Backend::spawn("canary").await;
-    let proxy = Proxy::start_with(
-        &config::split(&stable, &canary, "100", "0"),
-        &["--log-level", "warn"],
-    );
+    let proxy = Proxy::start(&config::split(&stable, &canary, "100", "0"));
     let probe = client::http1();
     let mut latencies = Vec::new();
     for i in 0..100 {

@@ -93,14 +93,14 @@ fn pick_only(bencher: divan::Bencher<'_, '_>) {
 
 /// Loading the routing snapshot (`ArcSwap::load_full`, as the proxy does per request), with
 /// no reloads happening.
-#[divan::bench]
+#[divan::bench(sample_count = 200, sample_size = 5000)]
 fn snapshot_quiet(bencher: divan::Bencher<'_, '_>) {
     let swap = ArcSwap::from_pointee(tenant_config(10).routes);
     bencher.bench_local(|| black_box(swap.load_full()));
 }
 
 /// The same while another thread publishes a new table every millisecond.
-#[divan::bench]
+#[divan::bench(sample_count = 200, sample_size = 5000)]
 fn snapshot_under_reload_every_ms(bencher: divan::Bencher<'_, '_>) {
     let swap = Arc::new(ArcSwap::from_pointee(tenant_config(10).routes));
     let stop = Arc::new(AtomicBool::new(false));
