@@ -217,7 +217,7 @@ def main(d):
     w("## Per proxy: median (min-max) over %d run(s) per cell (%d round set(s) x REPS), latency in ms\n"
       % (nruns, len(sets)))
     hdr = ["proxy", "version", "rps c64", "p50 c64", "p99 c64", "rps c8", "p50 c8", "p99 c8",
-           "h2c rps", "RSS MiB idle / after load / after 2nd load", "errors"]
+           "h2c rps", "RSS MiB idle / after load / after 2nd load (10 s later: set 1 / set 2)", "errors"]
     w("| " + " | ".join(hdr) + " |")
     w("|" + "---|" * len(hdr))
     for t in targets:
@@ -228,7 +228,8 @@ def main(d):
                     mm([r["p99"] for r in rs], f_ms)]
         rs = runs.get(("h2", t), [])
         row.append(mm([r["rps"] for r in rs], f_rps) if rs else "-")
-        row.append(" / ".join(f_mib(rss_of(t, ph)) for ph in ("idle", "after1", "after2")))
+        row.append(" / ".join(f_mib(rss_of(t, ph)) for ph in ("idle", "after1", "after2"))
+                   + " (%s / %s)" % (f_mib(rss_of(t, "settled1")), f_mib(rss_of(t, "settled2"))))
         row.append(str(errs("c64", t) + errs("c8", t) + errs("h2", t)))
         w("| " + " | ".join(row) + " |")
     w("")
@@ -251,7 +252,8 @@ def main(d):
                 a, b = stat(kind, "sluice", key), stat(kind, p, key)
                 cells.append(f_ratio(a / b) if b and b == b and a == a else "-")
             w("| %s | %s | %s |" % (label, better, " | ".join(cells)))
-        for label, phase in (("RSS idle", "idle"), ("RSS after load", "after1"), ("RSS after 2nd load", "after2")):
+        for label, phase in (("RSS idle", "idle"), ("RSS after load", "after1"), ("RSS after 2nd load", "after2"),
+                             ("RSS 10 s after load", "settled1"), ("RSS 10 s after 2nd load", "settled2")):
             cells = []
             for p in peers:
                 a, b = rss_of("sluice", phase), rss_of(p, phase)
@@ -296,6 +298,13 @@ def main(d):
         if a1 and a2:
             checks.append(("no growth: after 2nd load <= 1.1 x after 1st", "%.1f MiB vs 1.1 x %.1f = %.1f MiB" % (
                 a2 / 1024.0, a1 / 1024.0, 1.1 * a1 / 1024.0), "PASS" if a2 <= 1.1 * a1 else "MISS"))
+        s1, s2 = rss_of("sluice", "settled1"), rss_of("sluice", "settled2")
+        if idle and s1:
+            checks.append(("RSS 10 s after load <= 2 x idle", "%.1f MiB vs 2 x %.1f = %.1f MiB" % (
+                s1 / 1024.0, idle / 1024.0, 2 * idle / 1024.0), "PASS" if s1 <= 2 * idle else "MISS"))
+        if s1 and s2:
+            checks.append(("no growth, settled: 10 s after 2nd load <= 1.1 x 10 s after 1st", "%.1f MiB vs 1.1 x %.1f = %.1f MiB" % (
+                s2 / 1024.0, s1 / 1024.0, 1.1 * s1 / 1024.0), "PASS" if s2 <= 1.1 * s1 else "MISS"))
         e = errs("c64", "sluice") + errs("c8", "sluice") + errs("h2", "sluice")
         checks.append(("(extra) sluice: no errors in any wrk/h2load run", "%d" % e, "PASS" if e == 0 else "MISS"))
         if "sluice" in split:
@@ -370,11 +379,11 @@ def main(d):
                 "%.2f%%" % (100.0 * creq / (sreq + creq)) if t != "direct" and sreq + creq > 0 else "-"))
     w("")
     w("RSS (kB, VmRSS / VmHWM):\n")
-    w("| process | idle | after set 1 | after set 2 |")
-    w("|---|---|---|---|")
+    w("| process | idle | after set 1 | 10 s later | after set 2 | 10 s later |")
+    w("|---|---|---|---|---|---|")
     for t in targets + (["nginx-master"] if ("nginx-master", "idle") in rss else []):
         cells = []
-        for ph in ("idle", "after1", "after2"):
+        for ph in ("idle", "after1", "settled1", "after2", "settled2"):
             v = rss.get((t, ph))
             cells.append("-" if not v else "%d / %s" % (v[0], v[1] if v[1] is not None else "-"))
         w("| %s | %s |" % (t, " | ".join(cells)))

@@ -422,9 +422,13 @@ done
 round_set 1
 sleep 1
 rss_snap after1
+sleep 10                 # idle again: pooled connections expire, the allocator returns memory
+rss_snap settled1
 round_set 2
 sleep 1
 rss_snap after2
+sleep 10
+rss_snap settled2
 
 # ---------------------------------------------------------------- reload under load
 # wrk -c64 against sluice for DUR while the weights file is rewritten every 100 ms,
