@@ -410,11 +410,17 @@ fn compile_metrics(
                     return None;
                 }
                 Some(list) => {
-                    let parsed: Vec<Option<Address>> = list
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| check.address(t, path.key("targets").index(i), false))
-                        .collect();
+                    let mut seen = HashMap::new();
+                    let mut parsed = Vec::new();
+                    for (i, text) in list.iter().enumerate() {
+                        let at = path.key("targets").index(i);
+                        let address = check.address(text, at.clone(), false);
+                        // A target listed twice would be counted twice.
+                        if let Some(a) = &address {
+                            check.unique(&mut seen, &a.to_string(), at, "target");
+                        }
+                        parsed.push(address);
+                    }
                     parsed.into_iter().collect::<Option<Vec<_>>>()?
                 }
             };

@@ -115,6 +115,14 @@ fn duplicate_names() {
 }
 
 #[test]
+fn a_scrape_target_listed_twice_is_refused() {
+    assert_errors(
+        &format!("{BASE}    metrics: {{ targets: [127.0.0.1:9901, 127.0.0.1:9901] }}\n"),
+        &["sluice.yaml:22:42: rollouts[0].metrics.targets[1]: duplicate target \"127.0.0.1:9901\" (first defined at rollouts[0].metrics.targets[0])"],
+    );
+}
+
+#[test]
 fn one_route_cannot_have_two_rollouts() {
     assert_errors(
         &format!("{BASE}  - name: other\n    route: default\n    stable: stable\n    canary: canary\n    steps: [50]\n    interval: 1m\n"),

@@ -66,9 +66,33 @@ pub fn unmeasurable(reason: String) -> Check {
 }
 
 /// Judges `measurement` against `analysis`.
+///
+/// Order matters: an unusable measurement is inconclusive; too little canary traffic is
+/// inconclusive; then every threshold is checked and **any failure fails the check**, even
+/// when something else could not be measured (a canary whose endpoints are all ejected has
+/// a 100% error rate from failovers and no latency samples: that must fail, not hide behind
+/// an unknown p95). Only when nothing failed does a missing number make it inconclusive.
 pub fn judge(analysis: &Analysis, measurement: &Measurement) -> Check {
     let canary = &measurement.canary;
     let stable = &measurement.stable;
+    let numbers = [
+        canary.requests,
+        canary.failed,
+        stable.requests,
+        stable.failed,
+    ];
+    let latencies = [canary.p95, stable.p95];
+    if numbers.iter().any(|n| !n.is_finite() || *n < 0.0)
+        || latencies
+            .iter()
+            .flatten()
+            .any(|p| !p.is_finite() || *p < 0.0)
+    {
+        // Recorded as zeros: the state file must stay valid JSON (no NaN/inf).
+        return unmeasurable(
+            "the measurement is not a valid number (NaN, infinite or negative)".into(),
+        );
+    }
     let mut check = Check {
         verdict: Verdict::Pass,
         requests: canary.requests,
@@ -79,31 +103,17 @@ pub fn judge(analysis: &Analysis, measurement: &Measurement) -> Check {
         stable_p95: stable.p95,
         reasons: Vec::new(),
     };
-    let numbers = [
-        canary.requests,
-        canary.failed,
-        stable.requests,
-        stable.failed,
-    ];
-    if numbers.iter().any(|n| !n.is_finite() || *n < 0.0)
-        || canary.p95.is_some_and(|p| !p.is_finite())
-    {
-        check.verdict = Verdict::Inconclusive;
-        check
-            .reasons
-            .push("the measurement is not a valid number (NaN, infinite or negative)".into());
-        return check;
-    }
-    if canary.requests < analysis.min_requests as f64 {
+    if canary.requests <= 0.0 || canary.requests < analysis.min_requests as f64 {
         check.verdict = Verdict::Inconclusive;
         check.reasons.push(format!(
             "{} canary requests < min_requests {}",
             canary.requests.round(),
-            analysis.min_requests
+            analysis.min_requests.max(1)
         ));
         return check;
     }
     let mut failures: Vec<String> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let rate = canary.error_rate().unwrap_or(0.0);
     if rate > analysis.max_error_rate {
@@ -115,11 +125,7 @@ pub fn judge(analysis: &Analysis, measurement: &Measurement) -> Check {
     }
     let needs_p95 = analysis.max_p95.is_some() || analysis.max_p95_vs_stable.is_some();
     if needs_p95 && canary.p95.is_none() {
-        check.verdict = Verdict::Inconclusive;
-        check
-            .reasons
-            .push("canary p95 unknown: no latency histogram in the interval".into());
-        return check;
+        unknown.push("canary p95 unknown: no latency histogram in the interval".into());
     }
     if let (Some(max), Some(p95)) = (analysis.max_p95, canary.p95) {
         if p95 > max.as_secs_f64() {
@@ -144,7 +150,11 @@ pub fn judge(analysis: &Analysis, measurement: &Measurement) -> Check {
                     ));
                 }
             }
-            _ => {
+            (_, None, true) => {
+                unknown.push("stable p95 unknown: no latency histogram in the interval".into())
+            }
+            (None, _, _) => {}
+            (_, _, false) => {
                 notes.push("max_p95_vs_stable skipped: too little stable traffic to compare".into())
             }
         }
@@ -166,10 +176,15 @@ pub fn judge(analysis: &Analysis, measurement: &Measurement) -> Check {
             ),
         }
     }
-    if !failures.is_empty() {
-        check.verdict = Verdict::Fail;
-    }
+    check.verdict = if !failures.is_empty() {
+        Verdict::Fail
+    } else if !unknown.is_empty() {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
     check.reasons = failures;
+    check.reasons.extend(unknown);
     check.reasons.extend(notes);
     check
 }
@@ -270,6 +285,31 @@ mod tests {
             assert_eq!(check.verdict, verdict, "{m:?}");
             assert_eq!(check.reasons, reasons, "{m:?}");
         }
+    }
+
+    #[test]
+    fn zero_traffic_never_passes_even_with_min_requests_zero() {
+        let mut a = analysis();
+        a.min_requests = 0;
+        a.max_p95 = None;
+        let check = judge(&a, &measure(window(0.0, 0.0, None), window(0.0, 0.0, None)));
+        assert_eq!(check.verdict, Verdict::Inconclusive);
+        assert_eq!(check.reasons, ["0 canary requests < min_requests 1"]);
+    }
+
+    #[test]
+    fn unmeasurable_numbers_are_recorded_as_zeros() {
+        let check = judge(
+            &analysis(),
+            &measure(
+                window(f64::INFINITY, 0.0, Some(0.1)),
+                window(1.0, 0.0, None),
+            ),
+        );
+        assert_eq!(check.requests, 0.0, "inf must not reach the state file");
+        let json = serde_json::to_string(&check).expect("serializes");
+        let back: Check = serde_json::from_str(&json).expect("and reads back");
+        assert_eq!(back, check);
     }
 
     #[test]

@@ -36,7 +36,12 @@ pub fn render(status: &Value, now: u64) -> String {
                 r["step"].as_u64().unwrap_or(0),
                 r["steps"].as_array().map_or(0, Vec::len)
             ),
-            format!("{}%", number(&r["canary_weight"])),
+            // Idle: the rollout sets no weight; sluice.yaml's is in force.
+            if r["phase"] == "idle" {
+                "-".into()
+            } else {
+                format!("{}%", number(&r["canary_weight"]))
+            },
             if has_check {
                 format!(
                     "{} (min {})",

@@ -135,8 +135,10 @@ pub struct RolloutStatus {
     pub last_check: Option<CheckRecord>,
     /// The last decision (persisted across restarts).
     pub last_decision: Option<DecisionRecord>,
-    /// Recent decisions of this process, oldest first.
+    /// Recent decisions of this process, oldest first (at most 50).
     pub decisions: Vec<DecisionRecord>,
+    /// Decisions made by this process so far (the list above keeps only the last ones).
+    pub decision_count: u64,
 }
 
 /// The controller. Build with [`Controller::new`], drive with [`Controller::run`].
@@ -152,6 +154,9 @@ pub struct Controller {
     factory: SourceFactory,
     /// Rollouts whose canary version changed at start-up, to start once running.
     pending_starts: Vec<(usize, String)>,
+    /// State of rollouts that are not in the config (removed, or a half-written config was
+    /// read): kept and persisted, restored if they come back.
+    dormant: BTreeMap<String, RolloutState>,
 }
 
 struct Managed {
@@ -160,6 +165,7 @@ struct Managed {
     source: Box<dyn MetricSource>,
     next_check: Option<Instant>,
     history: VecDeque<DecisionRecord>,
+    decisions: u64,
 }
 
 impl std::fmt::Debug for Controller {
@@ -229,7 +235,11 @@ impl Controller {
                 state,
                 next_check: None,
                 history: VecDeque::new(),
+                decisions: 0,
             });
+        }
+        for name in states.keys() {
+            warn!(rollout = %name, "state kept for a rollout that is not in the config");
         }
         let (status, receiver) = watch::channel(Status::default());
         let controller = Self {
@@ -243,6 +253,7 @@ impl Controller {
             status,
             factory,
             pending_starts,
+            dormant: states,
         };
         controller.publish();
         Ok((controller, receiver))
@@ -361,6 +372,14 @@ impl Controller {
             Ok(Err(e)) => unmeasurable(e.to_string()),
             Err(_) => unmeasurable(format!("measurement took longer than {budget:?}")),
         };
+        // The measurement took time: a hand edit made meanwhile must not be overwritten by
+        // this check's decision.
+        self.detect_hand_edit(index).await;
+        let m = &mut self.managed[index];
+        if m.state.phase != Phase::Progressing {
+            m.next_check = None;
+            return;
+        }
         m.state.last_check = Some(CheckRecord {
             check: check.clone(),
             at: unix_now(),
@@ -378,6 +397,7 @@ impl Controller {
     /// Decides, then carries the decision out: write weights first (if that fails nothing
     /// changes), then commit and persist the state, log, publish.
     async fn apply(&mut self, index: usize, event: Event) -> Result<Decision, CommandError> {
+        let from_check = matches!(event, Event::Check(_));
         let m = &mut self.managed[index];
         let was = m.state.phase;
         let (decision, mut next) = decide(&m.rollout, &m.state, event)?;
@@ -404,20 +424,13 @@ impl Controller {
         };
         next.last_decision = Some(record.clone());
         m.history.push_back(record);
+        m.decisions += 1;
         while m.history.len() > HISTORY {
             m.history.pop_front();
         }
         m.state = next;
-        let check = m.state.last_check.as_ref().filter(|_| {
-            matches!(
-                decision.action,
-                Action::Advanced
-                    | Action::Succeeded
-                    | Action::Held
-                    | Action::Failed
-                    | Action::RolledBack
-            )
-        });
+        // The numbers belong to a decision only when a check made it.
+        let check = m.state.last_check.as_ref().filter(|_| from_check);
         let (requests, error_rate, p95) = check.map_or((None, None, None), |c| {
             (Some(c.check.requests), c.check.error_rate, c.check.p95)
         });
@@ -515,7 +528,11 @@ impl Controller {
         for rollout in &config.rollouts {
             let mut m = match previous.remove(&rollout.name) {
                 Some(mut m) => {
-                    if m.rollout.metrics != rollout.metrics || m.rollout.route != rollout.route {
+                    let measures_differently = m.rollout.metrics != rollout.metrics
+                        || m.rollout.route != rollout.route
+                        || m.rollout.stable != rollout.stable
+                        || m.rollout.canary != rollout.canary;
+                    if measures_differently {
                         m.source = (self.factory)(rollout, &config);
                         if m.state.phase == Phase::Progressing {
                             m.source.begin().await;
@@ -526,13 +543,21 @@ impl Controller {
                 }
                 None => {
                     self.metrics.register(&rollout.name);
-                    Managed {
+                    let state = self.dormant.remove(&rollout.name).unwrap_or_default();
+                    self.metrics.state(&rollout.name, &state);
+                    let mut m = Managed {
                         source: (self.factory)(rollout, &config),
                         rollout: rollout.clone(),
-                        state: RolloutState::default(),
+                        state,
                         next_check: None,
                         history: VecDeque::new(),
+                        decisions: 0,
+                    };
+                    if m.state.phase == Phase::Progressing {
+                        m.source.begin().await;
+                        m.next_check = Some(Instant::now() + m.rollout.interval);
                     }
+                    m
                 }
             };
             let version = canary_version(&config, rollout);
@@ -549,7 +574,31 @@ impl Controller {
             }
             self.managed.push(m);
         }
+        for (name, m) in previous {
+            warn!(rollout = %name, phase = m.state.phase.as_str(), "rollout no longer in the config; its state is kept");
+            self.dormant.insert(name, m.state);
+        }
+        // After success, once stable runs the version that succeeded, give it the traffic
+        // back, so the next canary deploy starts from 0% instead of inheriting 100%.
+        let mut handbacks = Vec::new();
+        for (index, m) in self.managed.iter().enumerate() {
+            let stable_version = config
+                .upstream(&m.rollout.stable)
+                .and_then(|(_, u)| u.version.clone());
+            let canary_weight = m.state.written.map(|(_, c)| c);
+            if m.state.phase == Phase::Succeeded
+                && stable_version.is_some()
+                && stable_version == m.state.canary_version
+                && canary_weight.is_some_and(|c| !c.is_zero())
+                && !starts.iter().any(|(i, _)| *i == index)
+            {
+                handbacks.push((index, stable_version.unwrap_or_default()));
+            }
+        }
         self.config = config;
+        for (index, version) in handbacks {
+            let _ = self.apply(index, Event::StablePromoted(version)).await;
+        }
         info!(rollouts = self.managed.len(), "config reloaded");
         for (index, reason) in starts {
             let _ = self
@@ -566,11 +615,12 @@ impl Controller {
     }
 
     fn persist(&self) {
-        let states: BTreeMap<String, RolloutState> = self
-            .managed
-            .iter()
-            .map(|m| (m.rollout.name.clone(), m.state.clone()))
-            .collect();
+        let mut states = self.dormant.clone();
+        states.extend(
+            self.managed
+                .iter()
+                .map(|m| (m.rollout.name.clone(), m.state.clone())),
+        );
         if let Err(e) = self.store.save(&states) {
             error!(error = %e, "cannot persist rollout state");
         }
@@ -606,6 +656,7 @@ impl Controller {
                 last_check: m.state.last_check.clone(),
                 last_decision: m.state.last_decision.clone(),
                 decisions: m.history.iter().cloned().collect(),
+                decision_count: m.decisions,
             })
             .collect();
         self.status.send_replace(Status { rollouts });

@@ -1,6 +1,5 @@
 //! `sluice-control`: the command line of the canary controller.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -86,8 +85,8 @@ struct Target {
     #[arg(long, short, default_value = "sluice.yaml", value_name = "FILE")]
     config: PathBuf,
     /// The running control's admin address (default: control.admin of the config).
-    #[arg(long, value_name = "HOST:PORT")]
-    admin: Option<SocketAddr>,
+    #[arg(long, value_name = "HOST:PORT", value_parser = address)]
+    admin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +107,10 @@ enum LogFormat {
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
+}
+
+fn address(text: &str) -> Result<String, String> {
+    sluice_config::Address::parse(text).map(|a| a.to_string())
 }
 
 fn main() -> ExitCode {
@@ -217,8 +220,8 @@ async fn shutdown_signal() {
 
 /// The admin address: `--admin`, else `control.admin` of the config.
 fn admin_address(target: &Target) -> anyhow::Result<String> {
-    if let Some(admin) = target.admin {
-        return Ok(admin.to_string());
+    if let Some(admin) = &target.admin {
+        return Ok(admin.clone());
     }
     let config = Config::load(&target.config).with_context(|| {
         format!(
@@ -260,10 +263,16 @@ async fn act(named: &Named, action: &str) -> anyhow::Result<()> {
     let admin = admin_address(&named.target)?;
     let name: String = form_urlencoded::byte_serialize(named.name.as_bytes()).collect();
     let url = format!("http://{admin}/rollouts/{name}/{action}");
+    // Longer than a check can take: the control answers between checks.
     let (code, body) = HttpClient::default()
-        .post(&url, Duration::from_secs(10))
+        .post(&url, Duration::from_secs(30))
         .await
-        .map_err(|e| unreachable(&admin, &e.to_string()))?;
+        .map_err(|e| match e {
+            sluice_control::http::HttpError::Timeout(t) => anyhow!(
+                "sluice-control at {admin} did not answer within {t:?}; the command may still be applied (check `sluice-control status`)"
+            ),
+            other => unreachable(&admin, &other.to_string()),
+        })?;
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if code.is_success() {
         println!(

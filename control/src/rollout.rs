@@ -97,6 +97,9 @@ pub enum Event {
     Retry,
     /// The weights file no longer says what the control wrote.
     HandEdited(String),
+    /// After success, sluice.yaml's stable upstream now runs the version that succeeded:
+    /// traffic goes back to stable, so the next canary deploy starts from 0%.
+    StablePromoted(String),
 }
 
 /// The kind of a decision.
@@ -121,6 +124,8 @@ pub enum Action {
     Paused,
     /// Unfrozen.
     Resumed,
+    /// After success: stable took over the canary's version; canary back to 0%.
+    HandedBack,
 }
 
 /// The outcome of an event.
@@ -182,6 +187,7 @@ impl Action {
             Self::Aborted => "aborted",
             Self::Paused => "paused",
             Self::Resumed => "resumed",
+            Self::HandedBack => "handed_back",
         }
     }
 }
@@ -290,6 +296,19 @@ pub fn decide(
                 action: Action::Paused,
                 message: reason,
                 write: None,
+            }
+        }
+        Event::StablePromoted(version) => {
+            if state.phase != Phase::Succeeded {
+                return Err(refuse(
+                    "only a succeeded rollout hands traffic back to stable",
+                ));
+            }
+            next.canary_weight = NONE;
+            Decision {
+                action: Action::HandedBack,
+                message: format!("stable now runs {version}, the version that succeeded: traffic back to stable, canary 0%"),
+                write: Some(NONE),
             }
         }
         Event::Check(check) => {

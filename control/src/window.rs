@@ -72,15 +72,29 @@ pub fn extract(samples: &[Sample], route: &str, backend: &str) -> SeriesMap {
     series
 }
 
-/// The increase of every series from `before` to `after`. A series that went down was reset
-/// (the proxy restarted in between): its increase is its new value. Never negative.
+/// The increase of every series of one target from `before` to `after`. When any series went
+/// down, the proxy restarted in between and every counter started over: the increase is the
+/// new value of each series (judging series by series would under-count the rare ones that
+/// happened to climb back above their old value). Never negative; a NaN stays NaN so the
+/// check sees an unusable measurement instead of a zero.
 pub fn increase(before: &SeriesMap, after: &SeriesMap) -> SeriesMap {
+    let restarted = after
+        .iter()
+        .any(|(key, now)| before.get(key).is_some_and(|then| now < then))
+        || before.keys().any(|key| !after.contains_key(key));
     after
         .iter()
         .map(|(key, &now)| {
-            let then = before.get(key).copied().unwrap_or(0.0);
-            let grew = if now >= then { now - then } else { now };
-            (key.clone(), grew.max(0.0))
+            let then = if restarted {
+                0.0
+            } else {
+                before.get(key).copied().unwrap_or(0.0)
+            };
+            let grew = now - then;
+            (
+                key.clone(),
+                if grew.is_nan() { grew } else { grew.max(0.0) },
+            )
         })
         .collect()
 }
@@ -195,6 +209,30 @@ sluice_request_duration_seconds_bucket{route="default",backend="canary",le="+Inf
         assert_eq!(window.requests, 12.0);
         assert_eq!(window.failed, 0.0);
         assert!(window.p95.is_some_and(|p| p > 0.0 && p <= 0.1));
+    }
+
+    #[test]
+    fn a_restart_counts_every_series_from_zero() {
+        let mut before = SeriesMap::new();
+        before.insert(Series::Responses("200".into()), 1000.0);
+        before.insert(Series::Responses("500".into()), 3.0);
+        let mut after = SeriesMap::new();
+        after.insert(Series::Responses("200".into()), 40.0);
+        // The rare series climbed back above its old value after the restart.
+        after.insert(Series::Responses("500".into()), 5.0);
+        let grew = increase(&before, &after);
+        assert_eq!(grew[&Series::Responses("500".into())], 5.0, "not 2");
+        assert_eq!(grew[&Series::Responses("200".into())], 40.0);
+    }
+
+    #[test]
+    fn nan_samples_stay_nan() {
+        let mut before = SeriesMap::new();
+        before.insert(Series::Responses("500".into()), 3.0);
+        let mut after = SeriesMap::new();
+        after.insert(Series::Responses("500".into()), f64::NAN);
+        let window = BackendWindow::from_series(&increase(&before, &after));
+        assert!(window.failed.is_nan() && window.requests.is_nan());
     }
 
     #[test]

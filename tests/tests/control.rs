@@ -212,7 +212,7 @@ async fn a_fleet_of_three_proxies_is_analysed_as_the_sum_of_what_it_served() {
     // min_requests out of reach: every check is inconclusive, so the weight stays at 50% and
     // the test alone decides what each interval contains.
     let analysis = "      min_requests: 1000000\n      max_error_rate: 0.01\n";
-    let (rig, control) = rig_with(3, &rollout("[50, 100]", "3s", analysis)).await;
+    let (rig, control) = rig_with(3, &rollout("[50, 100]", "4s", analysis)).await;
     control.command("myapp", "start").await;
     eventually!(
         proxy_weights(&rig).await == [50.0, 50.0, 50.0],
@@ -251,7 +251,7 @@ async fn a_fleet_of_three_proxies_is_analysed_as_the_sum_of_what_it_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_control_resumes_at_the_same_step_without_a_weight_jump() {
-    let (rig, mut control) = rig_with(1, &rollout("[5, 10, 25, 50, 75, 100]", "1s", HEALTHY)).await;
+    let (rig, mut control) = rig_with(1, &rollout("[5, 10, 25, 50, 75, 100]", "2s", HEALTHY)).await;
     let load = loads(&rig, 3);
     control.command("myapp", "start").await;
     eventually!(control.weight("myapp").await >= 25.0, "mid-rollout");
@@ -414,7 +414,7 @@ async fn cli_status_and_commands_with_clear_errors() {
         stdout.starts_with("ROLLOUT  PHASE  STEP  WEIGHT  REQUESTS  ERROR RATE"),
         "{stdout}"
     );
-    assert!(stdout.contains("myapp    idle   0/2   0%"), "{stdout}");
+    assert!(stdout.contains("myapp    idle   0/2   -"), "{stdout}");
     let (code, _, stderr) = cli(&["start", "nope"]);
     assert_eq!(code, 1);
     assert_eq!(
@@ -452,4 +452,72 @@ async fn cli_status_and_commands_with_clear_errors() {
     assert_eq!(unreachable.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unreachable.stderr)
         .contains("cannot reach sluice-control at 127.0.0.1:9"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_ejected_by_outlier_detection_is_rolled_back_through_its_failovers() {
+    let (rig, control) = rig_with(1, &rollout("[10, 50, 100]", "1500ms", HEALTHY)).await;
+    // Outlier detection on for the canary: after 3 failures it is ejected, and the split sends
+    // its share to stable. The control must still see those requests as failed canary ones.
+    let config = std::fs::read_to_string(rig.dir().join("sluice.yaml")).expect("read config");
+    let with_ejection = config.replace(
+        "outlier_detection: { consecutive_failures: 0 }",
+        "outlier_detection: { consecutive_failures: 3, base_ejection_time: 60s }",
+    );
+    assert_ne!(config, with_ejection);
+    std::fs::write(rig.dir().join("sluice.yaml"), with_ejection).expect("write config");
+    eventually!(
+        rig.proxies[0].config_json().await["upstreams"][1]["endpoints"][0]["healthy"] == true,
+        "proxy reloaded"
+    );
+    rig.canary.set_behavior(Behavior::Status(500));
+    let load = loads(&rig, 3);
+    control.command("myapp", "start").await;
+    eventually!(
+        control.phase("myapp").await == "rolled_back",
+        "an ejected canary is rolled back"
+    );
+    assert!(
+        rig.proxies[0]
+            .metric("sluice_backend_failovers_total", &[("backend", "canary")])
+            .await
+            > 0.0
+    );
+    let message = control.rollout("myapp").await["last_decision"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("error rate 100.00% > max_error_rate"),
+        "{message}"
+    );
+    stop(load).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_success_promoting_stable_to_the_new_version_hands_traffic_back() {
+    let (rig, control) = rig_with(1, &rollout("[50, 100]", "1s", HEALTHY)).await;
+    control.command("myapp", "start").await;
+    let (code, _) = control.command("myapp", "promote?full=true").await;
+    assert_eq!(code, 200);
+    eventually!(
+        proxy_weights(&rig).await == [100.0],
+        "canary takes everything"
+    );
+    // The operator promotes: stable now runs v2 (in real life, new endpoints too).
+    let config = std::fs::read_to_string(rig.dir().join("sluice.yaml")).expect("read config");
+    std::fs::write(
+        rig.dir().join("sluice.yaml"),
+        config.replacen("version: v1", "version: v2", 1),
+    )
+    .expect("write config");
+    eventually!(proxy_weights(&rig).await == [0.0], "traffic back to stable");
+    let rollout = control.rollout("myapp").await;
+    assert_eq!(rollout["phase"], "succeeded");
+    assert!(
+        rollout["last_decision"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stable now runs v2")),
+        "{rollout}"
+    );
 }

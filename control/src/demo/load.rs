@@ -18,15 +18,16 @@ pub(super) struct LoadStats {
     pub(super) errors: AtomicU64,
 }
 
-/// Sends `rate` requests per second to `url` until the task is aborted.
+/// Sends `rate` requests per second to `url` until the task is aborted (its workers live in a
+/// `JoinSet`, so they stop with it).
 pub(super) fn spawn(url: String, rate: u32, stats: Arc<LoadStats>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         const WORKERS: u32 = 8;
         let per_worker = Duration::from_secs_f64(f64::from(WORKERS) / f64::from(rate.max(1)));
-        let mut workers = Vec::new();
+        let mut workers = tokio::task::JoinSet::new();
         for _ in 0..WORKERS {
             let (url, stats) = (url.clone(), stats.clone());
-            workers.push(tokio::spawn(async move {
+            workers.spawn(async move {
                 let client = HttpClient::default();
                 let mut tick = tokio::time::interval(per_worker);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -45,10 +46,8 @@ pub(super) fn spawn(url: String, rate: u32, stats: Arc<LoadStats>) -> tokio::tas
                         }
                     }
                 }
-            }));
+            });
         }
-        for worker in workers {
-            let _ = worker.await;
-        }
+        while workers.join_next().await.is_some() {}
     })
 }

@@ -8,7 +8,7 @@ mod view;
 
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -67,44 +67,71 @@ pub enum DemoError {
     /// The rollout could not be started.
     #[error("cannot start the rollout: {0}")]
     Start(String),
-    /// Interrupted with Ctrl-C.
+    /// Interrupted by Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// The proxy exited during the demo.
+    #[error("sluice-proxy exited ({0}); its log:\n{1}")]
+    ProxyExited(String, String),
+    /// The rollout did not end in time.
+    #[error("the rollout did not end within {0:?}")]
+    Timeout(Duration),
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
     move |source| DemoError::Io { what, source }
 }
 
-/// Runs the demo to its end; cleans up its processes and files on the way out.
+/// Runs the demo to its end. Its processes and files are cleaned up on every way out: the
+/// end of the rollout, an error, Ctrl-C, SIGTERM, or a panic (the cleanup is a `Drop`).
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
-    let dir = std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(io("create the demo directory"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-demo-")
+        .tempdir()
+        .map_err(io("create the demo directory"))?;
     let mut cleanup = Cleanup {
-        dir: dir.clone(),
         proxy: None,
         tasks: Vec::new(),
     };
-    let result = demo(options, &dir, &mut cleanup).await;
-    cleanup.run().await;
-    result
+    tokio::select! {
+        result = demo(options, dir.path(), &mut cleanup) => result,
+        () = interrupted() => Err(DemoError::Interrupted),
+    }
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// What the demo started; stopped when dropped.
 struct Cleanup {
-    dir: PathBuf,
     proxy: Option<Child>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Cleanup {
-    async fn run(mut self) {
+impl Drop for Cleanup {
+    fn drop(&mut self) {
         for task in self.tasks.drain(..) {
             task.abort();
         }
-        if let Some(mut proxy) = self.proxy.take() {
-            let _ = proxy.kill().await;
+        if let Some(proxy) = self.proxy.as_mut() {
+            let _ = proxy.start_kill();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -252,14 +279,20 @@ rollouts:
     let started = Instant::now();
     let started_at = unix_now();
     let live = std::io::stdout().is_terminal();
-    let mut printed = 0usize;
+    let mut printed = 0u64;
     let mut frames = tokio::time::interval(Duration::from_millis(250));
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
+    // Six steps, each needing a passing interval; generous room for inconclusive ones.
+    let limit = interval * 40 + Duration::from_secs(30);
     let outcome = loop {
-        tokio::select! {
-            _ = frames.tick() => {}
-            _ = &mut interrupted => break Err(DemoError::Interrupted),
+        frames.tick().await;
+        if started.elapsed() > limit {
+            break Err(DemoError::Timeout(limit));
+        }
+        if let Some(proxy) = cleanup.proxy.as_mut() {
+            if let Ok(Some(exit)) = proxy.try_wait() {
+                let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default();
+                break Err(DemoError::ProxyExited(exit.to_string(), log));
+            }
         }
         let Some(rollout) = current(&status) else {
             continue;
@@ -270,7 +303,10 @@ rollouts:
                 view::frame(&header, &rollout, &stats, started.elapsed(), started_at)
             );
         } else {
-            for decision in rollout.decisions.iter().skip(printed) {
+            let unseen = usize::try_from(rollout.decision_count.saturating_sub(printed))
+                .unwrap_or(usize::MAX);
+            let skip = rollout.decisions.len().saturating_sub(unseen);
+            for decision in rollout.decisions.iter().skip(skip) {
                 println!(
                     "+{:>5.1}s  canary {:>5}%  {:<11} {}",
                     started.elapsed().as_secs_f64(),
@@ -279,7 +315,7 @@ rollouts:
                     decision.message
                 );
             }
-            printed = rollout.decisions.len();
+            printed = rollout.decision_count;
         }
         let _ = std::io::stdout().flush();
         if matches!(rollout.phase, Phase::Succeeded | Phase::RolledBack) {

@@ -289,3 +289,19 @@ fn a_hand_edit_pauses_and_keeps_the_hand_weights() {
     let (d, _) = apply(&r, state, Event::Resume);
     assert_eq!(d.write, Some(Weight::from_hundredths(500)));
 }
+
+#[test]
+fn a_succeeded_rollout_hands_traffic_back_when_stable_takes_the_new_version() {
+    let r = rollout(FailureCounting::Consecutive);
+    let (_, done) = apply(&r, started(&r), Event::PromoteFull);
+    let (d, state) = apply(&r, done, Event::StablePromoted("v2".into()));
+    assert_eq!(
+        (d.action, d.write, state.phase),
+        (
+            Action::HandedBack,
+            Some(Weight::from_hundredths(0)),
+            Phase::Succeeded
+        )
+    );
+    assert!(decide(&r, &started(&r), Event::StablePromoted("v2".into())).is_err());
+}

@@ -36,7 +36,7 @@ impl PrometheusSource {
         }
     }
 
-    /// The PromQL expressions for one backend over `range` seconds:
+    /// The PromQL expressions for one backend over `range` milliseconds:
     /// (requests incl. failovers, failures incl. failovers, p95).
     pub fn queries(route: &str, backend: &str, range: u64) -> [String; 3] {
         let selector = format!(
@@ -44,22 +44,25 @@ impl PrometheusSource {
             escape(route),
             escape(backend)
         );
-        let failovers = format!("sum(increase({FAILOVERS}{{{selector}}}[{range}s]))");
+        let failovers = format!("sum(increase({FAILOVERS}{{{selector}}}[{range}ms]))");
         [
-            format!("sum(increase({REQUESTS}{{{selector}}}[{range}s])) + ({failovers} or vector(0))"),
+            format!("sum(increase({REQUESTS}{{{selector}}}[{range}ms])) + ({failovers} or vector(0))"),
             format!(
-                "(sum(increase({REQUESTS}{{{selector},code=~\"5..\"}}[{range}s])) or vector(0)) + ({failovers} or vector(0))"
+                "(sum(increase({REQUESTS}{{{selector},code=~\"5..\"}}[{range}ms])) or vector(0)) + ({failovers} or vector(0))"
             ),
-            format!("histogram_quantile(0.95, sum by (le) (rate({DURATION_BUCKET}{{{selector}}}[{range}s])))"),
+            format!("histogram_quantile(0.95, sum by (le) (rate({DURATION_BUCKET}{{{selector}}}[{range}ms])))"),
         ]
     }
 
-    async fn scalar(&self, query: &str) -> Result<Option<f64>, MeasureError> {
+    /// Evaluates `query` at `time` (Unix seconds; every query of an interval uses the same
+    /// instant). `None` for an empty result or NaN (PromQL's answer when there is no data).
+    async fn scalar(&self, query: &str, time: f64) -> Result<Option<f64>, MeasureError> {
         let url = format!(
             "{}/api/v1/query?{}",
             self.url,
             form_urlencoded::Serializer::new(String::new())
                 .append_pair("query", query)
+                .append_pair("time", &format!("{time:.3}"))
                 .finish()
         );
         let (status, body) = self
@@ -75,28 +78,39 @@ impl PrometheusSource {
                 json["error"].as_str().unwrap_or("unknown error")
             )));
         }
-        let result = json["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let Some(result) = json["data"]["result"].as_array() else {
+            return Err(MeasureError::Query(format!(
+                "unexpected answer shape for {query}"
+            )));
+        };
         match result.first() {
             None => Ok(None),
             Some(sample) => {
-                let text = sample["value"][1].as_str().unwrap_or("NaN");
+                let text = sample["value"][1].as_str().ok_or_else(|| {
+                    MeasureError::Query(format!("sample without a value for {query}"))
+                })?;
                 let value: f64 = text
                     .parse()
                     .map_err(|_| MeasureError::Query(format!("value {text:?} is not a number")))?;
-                Ok(value.is_finite().then_some(value))
+                if value.is_infinite() {
+                    return Err(MeasureError::Query(format!("value {text} for {query}")));
+                }
+                Ok((!value.is_nan()).then_some(value))
             }
         }
     }
 
-    async fn backend(&self, backend: &str, range: u64) -> Result<BackendWindow, MeasureError> {
+    async fn backend(
+        &self,
+        backend: &str,
+        range: u64,
+        time: f64,
+    ) -> Result<BackendWindow, MeasureError> {
         let [requests, failed, p95] = Self::queries(&self.route, backend, range);
         Ok(BackendWindow {
-            requests: self.scalar(&requests).await?.unwrap_or(0.0),
-            failed: self.scalar(&failed).await?.unwrap_or(0.0),
-            p95: self.scalar(&p95).await?,
+            requests: self.scalar(&requests, time).await?.unwrap_or(0.0),
+            failed: self.scalar(&failed, time).await?.unwrap_or(0.0),
+            p95: self.scalar(&p95, time).await?,
         })
     }
 }
@@ -108,12 +122,17 @@ impl MetricSource for PrometheusSource {
     }
 
     fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
-        let range = self.started.elapsed().as_secs().max(1);
+        let range = u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1000);
         self.started = Instant::now();
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         Box::pin(async move {
             Ok(Measurement {
-                canary: self.backend(&self.canary.clone(), range).await?,
-                stable: self.backend(&self.stable.clone(), range).await?,
+                canary: self.backend(&self.canary.clone(), range, time).await?,
+                stable: self.backend(&self.stable.clone(), range, time).await?,
             })
         })
     }
@@ -129,17 +148,17 @@ mod tests {
 
     #[test]
     fn queries_are_promql_over_the_interval() {
-        let [requests, failed, p95] = PrometheusSource::queries("default", "canary", 30);
+        let [requests, failed, p95] = PrometheusSource::queries("default", "canary", 30_000);
         assert_eq!(
             requests,
-            "sum(increase(sluice_requests_total{route=\"default\",backend=\"canary\"}[30s])) + (sum(increase(sluice_backend_failovers_total{route=\"default\",backend=\"canary\"}[30s])) or vector(0))"
+            "sum(increase(sluice_requests_total{route=\"default\",backend=\"canary\"}[30000ms])) + (sum(increase(sluice_backend_failovers_total{route=\"default\",backend=\"canary\"}[30000ms])) or vector(0))"
         );
         assert!(failed.contains("code=~\"5..\""));
         assert_eq!(
             p95,
-            "histogram_quantile(0.95, sum by (le) (rate(sluice_request_duration_seconds_bucket{route=\"default\",backend=\"canary\"}[30s])))"
+            "histogram_quantile(0.95, sum by (le) (rate(sluice_request_duration_seconds_bucket{route=\"default\",backend=\"canary\"}[30000ms])))"
         );
-        let [odd, _, _] = PrometheusSource::queries("a\"b", "c", 5);
+        let [odd, _, _] = PrometheusSource::queries("a\"b", "c", 5000);
         assert!(odd.contains("route=\"a\\\"b\""));
     }
 }
