@@ -281,17 +281,8 @@ impl Controller {
                 info!(rollout = %m.rollout.name, phase = m.state.phase.as_str(), canary_weight = %m.state.canary_weight, step = m.state.step + 1, "resuming rollout");
             }
         }
-        for (index, reason) in std::mem::take(&mut self.pending_starts) {
-            let _ = self
-                .apply(
-                    index,
-                    Event::Start {
-                        automatic: true,
-                        reason,
-                    },
-                )
-                .await;
-        }
+        let starts = std::mem::take(&mut self.pending_starts);
+        self.auto_start(starts).await;
         self.persist();
         self.publish();
         let mut poll = tokio::time::interval(POLL);
@@ -600,18 +591,21 @@ impl Controller {
             let _ = self.apply(index, Event::StablePromoted(version)).await;
         }
         info!(rollouts = self.managed.len(), "config reloaded");
-        for (index, reason) in starts {
-            let _ = self
-                .apply(
-                    index,
-                    Event::Start {
-                        automatic: true,
-                        reason,
-                    },
-                )
-                .await;
-        }
+        self.auto_start(starts).await;
         self.persist();
+    }
+
+    /// Starts the rollouts whose canary version changed (`(index, why)`).
+    async fn auto_start(&mut self, starts: Vec<(usize, String)>) {
+        for (index, reason) in starts {
+            let event = Event::Start {
+                automatic: true,
+                reason,
+            };
+            if let Err(e) = self.apply(index, event).await {
+                error!(rollout = %self.managed[index].rollout.name, error = %e, "automatic start failed");
+            }
+        }
     }
 
     fn persist(&self) {

@@ -100,16 +100,11 @@ impl Reloader {
     ) -> Result<(Self, Arc<Routing>), ReloadError> {
         let config_bytes = std::fs::read(config_path).ok();
         let config = Arc::new(Config::load(config_path)?);
+        // Missing at start: no overrides yet (the control creates it).
         let (weights, weights_text, weights_seen) = match &config.weights_file {
-            Some(path) => match std::fs::read(path) {
-                Ok(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    let weights = Weights::parse(&text, path, &config.routes)
-                        .map_err(ReloadError::Weights)?;
-                    (weights, Some(text), Some(bytes))
-                }
-                // Missing at start: no overrides yet (the control creates it).
-                Err(_) => (Weights::none(), None, None),
+            Some(path) => match read_weights(path, &config)? {
+                Some((weights, text, bytes)) => (weights, Some(text), Some(bytes)),
+                None => (Weights::none(), None, None),
             },
             None => (Weights::none(), None, None),
         };
@@ -227,14 +222,9 @@ impl Reloader {
         // The weights file as it is now; if it is gone, the weights in force stay.
         let (weights, weights_text, weights_seen) = match &config.weights_file {
             None => (Weights::none(), None, None),
-            Some(path) => match std::fs::read(path) {
-                Ok(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    let weights = Weights::parse(&text, path, &config.routes)
-                        .map_err(ReloadError::Weights)?;
-                    (weights, Some(text), Some(bytes))
-                }
-                Err(_) => match &state.weights_text {
+            Some(path) => match read_weights(path, &config)? {
+                Some((weights, text, bytes)) => (weights, Some(text), Some(bytes)),
+                None => match &state.weights_text {
                     Some(text) => {
                         let weights = Weights::parse(text, path, &config.routes)
                             .map_err(ReloadError::WeightsMismatch)?;
@@ -386,6 +376,20 @@ impl Watching {
             }
         }
     }
+}
+
+/// The weights file at `path` checked against `config`: `(weights, text, bytes)`, or `None`
+/// when the file does not exist (or cannot be read).
+fn read_weights(
+    path: &Path,
+    config: &Config,
+) -> Result<Option<(Weights, String, Vec<u8>)>, ReloadError> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
+    Ok(Some((weights, text, bytes)))
 }
 
 /// Waits until events stop arriving for [`DEBOUNCE_QUIET`] (at most [`DEBOUNCE_MAX`]).

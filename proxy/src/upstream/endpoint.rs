@@ -229,13 +229,7 @@ impl Endpoint {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ProxyError::Reset)?;
-        self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        let label = self.label.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                debug!(endpoint = %label, error = %e, "upstream connection ended with an error");
-            }
-        });
+        self.run_connection(conn.with_upgrades());
         Ok(sender)
     }
 
@@ -260,15 +254,25 @@ impl Endpoint {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ProxyError::Reset)?;
+        self.run_connection(conn);
+        self.pool.set_h2(&sender);
+        Ok(sender)
+    }
+}
+
+impl Endpoint {
+    /// Counts a newly opened upstream connection and drives it in its own task until it ends.
+    fn run_connection(
+        &self,
+        conn: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+    ) {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         let label = self.label.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                debug!(endpoint = %label, error = %e, "upstream h2 connection ended with an error");
+                debug!(endpoint = %label, error = %e, "upstream connection ended with an error");
             }
         });
-        self.pool.set_h2(&sender);
-        Ok(sender)
     }
 }
 
