@@ -29,7 +29,7 @@ const POLL: Duration = Duration::from_secs(1);
 const HISTORY: usize = 50;
 
 /// Makes the metric source of a rollout (tests and the demo can substitute their own).
-pub type SourceFactory = Box<dyn Fn(&Rollout, &Config) -> Box<dyn MetricSource> + Send>;
+pub type SourceFactory = Box<dyn Fn(&Rollout) -> Box<dyn MetricSource> + Send>;
 
 /// An operator command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,7 +178,7 @@ impl std::fmt::Debug for Controller {
 }
 
 /// The default metric source of a rollout: as its `metrics:` section says.
-pub fn default_source(rollout: &Rollout, _config: &Config) -> Box<dyn MetricSource> {
+pub fn default_source(rollout: &Rollout) -> Box<dyn MetricSource> {
     let timeout = (rollout.interval / 2).clamp(Duration::from_millis(500), Duration::from_secs(10));
     match &rollout.metrics {
         SourceConfig::Scrape { targets } => {
@@ -230,7 +230,7 @@ impl Controller {
             metrics.register(&rollout.name);
             metrics.state(&rollout.name, &state);
             managed.push(Managed {
-                source: factory(rollout, &config),
+                source: factory(rollout),
                 rollout: rollout.clone(),
                 state,
                 next_check: None,
@@ -524,7 +524,7 @@ impl Controller {
                         || m.rollout.stable != rollout.stable
                         || m.rollout.canary != rollout.canary;
                     if measures_differently {
-                        m.source = (self.factory)(rollout, &config);
+                        m.source = (self.factory)(rollout);
                         if m.state.phase == Phase::Progressing {
                             m.source.begin().await;
                         }
@@ -537,7 +537,7 @@ impl Controller {
                     let state = self.dormant.remove(&rollout.name).unwrap_or_default();
                     self.metrics.state(&rollout.name, &state);
                     let mut m = Managed {
-                        source: (self.factory)(rollout, &config),
+                        source: (self.factory)(rollout),
                         rollout: rollout.clone(),
                         state,
                         next_check: None,

@@ -118,8 +118,7 @@ impl Proxy {
                 endpoint
             }
         };
-        let deadline = route.timeout.map(|t| start + t);
-        self.forward(downstream, endpoint, req, deadline, labels)
+        self.forward(downstream, endpoint, req, start, route.timeout, labels)
             .await
     }
 
@@ -128,7 +127,8 @@ impl Proxy {
         downstream: &Downstream,
         endpoint: &Arc<Endpoint>,
         req: Request<Incoming>,
-        deadline: Option<Instant>,
+        start: Instant,
+        timeout: Option<Duration>,
         labels: &BackendMetrics,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
@@ -148,10 +148,9 @@ impl Proxy {
             RequestBody::new(body, self.body_idle_timeout, body_done.clone()),
         );
 
-        let now = Instant::now();
-        let sent = endpoint.send(req, body_done.clone(), now);
-        let sent = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), sent).await {
+        let sent = endpoint.send(req, body_done.clone(), start);
+        let sent = match timeout {
+            Some(timeout) => match tokio::time::timeout_at((start + timeout).into(), sent).await {
                 Ok(result) => result,
                 // Still uploading when time ran out: the client is slow, not the upstream.
                 Err(_) if body_done.is_some_and(|d| !d.is_done()) => {

@@ -260,9 +260,7 @@ impl Reloader {
             }
             return Err(ReloadError::WeightsDeleted(path.to_path_buf()));
         };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let weights =
-            Weights::parse(&text, path, &current.config.routes).map_err(ReloadError::Weights)?;
+        let (weights, text) = parse_weights(&bytes, path, &current.config)?;
         state.generation += 1;
         state.weights_text = Some(text);
         Ok(Some(current.with_weights(state.generation, weights)))
@@ -387,9 +385,19 @@ fn read_weights(
     let Ok(bytes) = std::fs::read(path) else {
         return Ok(None);
     };
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
+    let (weights, text) = parse_weights(&bytes, path, config)?;
     Ok(Some((weights, text, bytes)))
+}
+
+/// The weights file's `bytes` (read from `path`) checked against `config`, with its text.
+fn parse_weights(
+    bytes: &[u8],
+    path: &Path,
+    config: &Config,
+) -> Result<(Weights, String), ReloadError> {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
+    Ok((weights, text))
 }
 
 /// Waits until events stop arriving for [`DEBOUNCE_QUIET`] (at most [`DEBOUNCE_MAX`]).

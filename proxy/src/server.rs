@@ -35,20 +35,6 @@ pub struct Options {
     pub body_idle_timeout: Duration,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: PathBuf::from("sluice.yaml"),
-            drain_timeout: Duration::from_secs(30),
-            shutdown_delay: Duration::ZERO,
-            limits: Limits {
-                header_read_timeout: Duration::from_secs(30),
-            },
-            body_idle_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
 /// A proxy with its config loaded and its sockets bound, not yet serving.
 #[derive(Debug)]
 pub struct Server {
@@ -120,16 +106,6 @@ impl Server {
             metrics,
             routing,
         })
-    }
-
-    /// `(name, address)` of every listener, with ephemeral ports resolved.
-    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.admin.bound.clone()
-    }
-
-    /// The admin endpoint's address.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_socket.local_addr().ok()
     }
 
     /// Serves until `shutdown` completes, then drains: `/ready` turns 503, listeners stop

@@ -36,7 +36,7 @@ pub struct Snapshot {
 }
 
 /// A backend of a route at run time.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct BackendRuntime {
     /// The upstream requests for this backend go to.
     pub upstream: Arc<Upstream>,
@@ -170,19 +170,7 @@ impl Snapshot {
             config: self.config.clone(),
             table: weights.apply(&self.config.routes),
             weights,
-            routes: self
-                .routes
-                .iter()
-                .map(|backends| {
-                    backends
-                        .iter()
-                        .map(|b| BackendRuntime {
-                            upstream: b.upstream.clone(),
-                            metrics: b.metrics.clone(),
-                        })
-                        .collect()
-                })
-                .collect(),
+            routes: self.routes.clone(),
             upstreams: self.upstreams.clone(),
             unrouted: self.unrouted.clone(),
             built_at: SystemTime::now(),

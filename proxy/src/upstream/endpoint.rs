@@ -277,11 +277,6 @@ impl Endpoint {
 }
 
 impl Lease {
-    /// The endpoint this lease is on.
-    pub fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.endpoint
-    }
-
     /// The response was read to its end: if the request body was sent completely too, the
     /// connection may serve the next request.
     pub fn finish(&mut self) {
