@@ -93,10 +93,12 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         proxy: None,
         tasks: Vec::new(),
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = demo(options, dir.path(), &mut cleanup) => result,
         () = interrupted() => Err(DemoError::Interrupted),
-    }
+    };
+    cleanup.stop().await;
+    result
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
@@ -118,12 +120,25 @@ async fn interrupted() {
     }
 }
 
-/// What the demo started; stopped when dropped.
+/// What the demo started: stopped by [`Cleanup::stop`], or when dropped (after a panic).
 struct Cleanup {
     proxy: Option<Child>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+impl Cleanup {
+    /// Stops the tasks, kills the proxy and waits for it, so no zombie is left to init.
+    async fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(mut proxy) = self.proxy.take() {
+            let _ = proxy.kill().await;
+        }
+    }
+}
+
+/// The fallback when `stop` did not run (a panic): kill without waiting.
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for task in self.tasks.drain(..) {
