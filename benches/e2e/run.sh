@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end comparison: sluice against nginx, HAProxy and Envoy doing the same 90/10
 # weighted split (stable 127.0.0.1:18081 / canary 127.0.0.1:18082, two small nginx
-# upstreams), with the method of shared/bench/peers/run.sh:
+# upstreams). The method, the same for every proxy:
 #   - one worker per proxy (sluice --workers 1, nginx worker_processes 1, haproxy
 #     nbthread 1, envoy --concurrency 1), upstream keep-alive, no access logs;
 #   - upstreams + proxies pinned to core 1, the load generator (wrk, h2load, curl) to core 0;

@@ -5,17 +5,21 @@
 //! ([`raw`]), validation that reports every problem with file, line/column and field path
 //! ([`ConfigError`]), route matching ([`RouteTable::find`]), the weighted pick
 //! ([`Split::pick`]), and atomic file writing for the control. `sluice-proxy` and
-//! `sluice-control` do the IO around it; neither parses a file itself.
+//! `sluice-control` do the IO around it; neither parses a file itself. The proxy's metric
+//! names and histogram bounds ([`metric_names`]) live here too: the proxy records them and
+//! the control reads them back.
 
 mod address;
 mod atomic_write;
 mod check;
+mod clock;
 mod config;
 mod document;
 mod duration;
 mod error;
 mod listener;
 mod matcher;
+pub mod metric_names;
 pub mod raw;
 mod rollout;
 mod route;
@@ -26,6 +30,7 @@ mod weights;
 
 pub use address::{Address, Host};
 pub use atomic_write::write_atomic;
+pub use clock::{unix_now, unix_seconds};
 pub use config::{
     Config, Control, DEFAULT_ADMIN_ADDRESS, DEFAULT_CONTROL_ADDRESS, DEFAULT_CONTROL_STATE,
 };

@@ -56,7 +56,7 @@ pub struct Analysis {
 }
 
 /// How failed checks add up towards `failure_limit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureCounting {
     /// Only failures in a row count: a pass resets the count. The default.

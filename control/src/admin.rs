@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
-use crate::controller::{Command, CommandError, Request as ControlRequest, Status};
+use crate::controller::{Command, CommandError, Request as ControlRequest};
 use crate::metrics::ControlMetrics;
+use crate::status::Status;
 
 /// What the admin endpoint serves.
 #[derive(Debug, Clone)]
@@ -58,10 +59,16 @@ impl Admin {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
         match (req.method(), path.as_str()) {
-            (&Method::GET, "/status") => json_response(
-                StatusCode::OK,
-                &serde_json::to_value(&*self.status.borrow()).unwrap_or_default(),
-            ),
+            (&Method::GET, "/status") => {
+                let status = self.status.borrow().clone();
+                match serde_json::to_value(&status) {
+                    Ok(body) => json_response(StatusCode::OK, &body),
+                    Err(e) => json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &json!({"error": format!("cannot encode the status: {e}")}),
+                    ),
+                }
+            }
             (&Method::GET, "/metrics") => {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 response.headers_mut().insert(
@@ -91,11 +98,14 @@ impl Admin {
                         )
                     }
                 };
-                let name = form_urlencoded::parse(format!("n={}", parts[0]).as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                self.command(name, command).await
+                // A path segment is percent-encoded (`+` is a plus sign, not a space).
+                let Ok(name) = percent_encoding::percent_decode_str(parts[0]).decode_utf8() else {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"error": "the rollout name in the path is not UTF-8"}),
+                    );
+                };
+                self.command(name.into_owned(), command).await
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,
@@ -124,7 +134,7 @@ impl Admin {
             Ok(Err(e)) => {
                 let status = match e {
                     CommandError::Unknown { .. } => StatusCode::NOT_FOUND,
-                    CommandError::Refused(_) => StatusCode::CONFLICT,
+                    CommandError::Refused(_) | CommandError::Edited(_) => StatusCode::CONFLICT,
                     CommandError::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 json_response(status, &json!({"error": e.to_string()}))

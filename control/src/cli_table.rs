@@ -1,13 +1,13 @@
-//! The `sluice-control status` table, rendered from the JSON of `GET /status`.
+//! The `sluice-control status` table, rendered from the typed [`Status`].
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
 use crate::analysis::{millis, percent};
+use crate::rollout::Phase;
+use crate::status::Status;
 
-/// Renders a `/status` document as a table, one rollout per line, then notes per rollout.
-pub fn render(status: &Value, now: u64) -> String {
+/// Renders the status as a table, one rollout per line, then notes per rollout.
+pub fn render(status: &Status, now: u64) -> String {
     let headers = [
         "ROLLOUT",
         "PHASE",
@@ -18,56 +18,40 @@ pub fn render(status: &Value, now: u64) -> String {
         "P95",
         "LAST CHECK",
     ];
-    let rollouts = status["rollouts"].as_array().cloned().unwrap_or_default();
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for r in &rollouts {
-        let check = &r["last_check"];
-        let analysis = &r["analysis"];
-        let max_rate = analysis["max_error_rate"]
-            .as_f64()
-            .map_or("-".into(), percent);
-        let max_p95 = analysis["max_p95"].as_str().unwrap_or("-").to_string();
-        let has_check = check.is_object();
+    for r in &status.rollouts {
+        let analysis = &r.analysis;
+        let max_rate = percent(analysis.max_error_rate);
+        let max_p95 = analysis.max_p95_seconds.map_or("-".into(), |s| {
+            sluice_config::format_duration(std::time::Duration::from_secs_f64(s))
+        });
+        let check = r.last_check.as_ref();
         rows.push(vec![
-            text(&r["name"]),
-            text(&r["phase"]),
-            format!(
-                "{}/{}",
-                r["step"].as_u64().unwrap_or(0),
-                r["steps"].as_array().map_or(0, Vec::len)
-            ),
+            r.name.clone(),
+            r.phase.as_str().to_string(),
+            format!("{}/{}", r.step, r.steps.len()),
             // Idle: the rollout sets no weight; sluice.yaml's is in force.
-            if r["phase"] == "idle" {
+            if r.phase == Phase::Idle {
                 "-".into()
             } else {
-                format!("{}%", number(&r["canary_weight"]))
+                format!("{}%", r.canary_weight)
             },
-            if has_check {
-                format!(
-                    "{} (min {})",
-                    number(&check["requests"]),
-                    number(&analysis["min_requests"])
-                )
-            } else {
-                "-".into()
-            },
+            check.map_or("-".into(), |c| {
+                format!("{:.0} (min {})", c.check.requests, analysis.min_requests)
+            }),
             format!(
                 "{} (max {max_rate})",
-                check["error_rate"].as_f64().map_or("-".into(), percent)
+                check
+                    .and_then(|c| c.check.error_rate)
+                    .map_or("-".into(), percent)
             ),
             format!(
                 "{} (max {max_p95})",
-                check["p95"].as_f64().map_or("-".into(), millis)
+                check.and_then(|c| c.check.p95).map_or("-".into(), millis)
             ),
-            if has_check {
-                format!(
-                    "{} {}",
-                    text(&check["verdict"]),
-                    ago(now, check["at"].as_u64().unwrap_or(now))
-                )
-            } else {
-                "-".into()
-            },
+            check.map_or("-".into(), |c| {
+                format!("{} {}", c.check.verdict.as_str(), ago(now, c.at))
+            }),
         ]);
     }
     let widths: Vec<usize> = (0..headers.len())
@@ -92,32 +76,26 @@ pub fn render(status: &Value, now: u64) -> String {
     for row in &rows {
         line(row.iter().map(String::as_str).collect(), &mut out);
     }
-    for r in &rollouts {
-        let name = text(&r["name"]);
-        if let Some(reason) = r["paused_reason"].as_str() {
+    for r in &status.rollouts {
+        let name = &r.name;
+        if let Some(reason) = &r.paused_reason {
             let _ = writeln!(out, "\n{name}: paused: {reason}");
         }
-        if let Some(message) = r["last_decision"]["message"].as_str() {
-            let at = r["last_decision"]["at"].as_u64().unwrap_or(now);
-            let _ = writeln!(out, "\n{name}: last decision {}: {message}", ago(now, at));
+        if let Some(decision) = &r.last_decision {
+            let _ = writeln!(
+                out,
+                "\n{name}: last decision {}: {}",
+                ago(now, decision.at),
+                decision.message
+            );
         }
-        if let Some(next) = r["next_check_in_seconds"].as_f64() {
+        if r.measuring {
+            let _ = writeln!(out, "{name}: measuring the interval that just ended");
+        } else if let Some(next) = r.next_check_in_seconds {
             let _ = writeln!(out, "{name}: next check in {next:.0}s");
         }
     }
     out
-}
-
-fn text(value: &Value) -> String {
-    value.as_str().unwrap_or("-").to_string()
-}
-
-fn number(value: &Value) -> String {
-    match value.as_f64() {
-        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
-        Some(x) => format!("{x}"),
-        None => "-".into(),
-    }
 }
 
 fn ago(now: u64, at: u64) -> String {
@@ -131,17 +109,71 @@ fn ago(now: u64, at: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use sluice_config::{Analysis, FailureCounting, MetricsSource, Rollout, Weight};
+
     use super::*;
+    use crate::analysis::{Check, Verdict};
+    use crate::rollout::{Action, CheckRecord, DecisionRecord, RolloutState};
+    use crate::status::RolloutStatus;
 
     #[test]
     fn renders_rollouts_with_numbers_and_thresholds() {
-        let status = serde_json::json!({"rollouts": [{
-            "name": "myapp", "phase": "progressing", "step": 3, "steps": [5, 10, 25, 50, 75, 100],
-            "canary_weight": 25, "analysis": {"min_requests": 100, "max_error_rate": 0.01, "max_p95": "500ms"},
-            "last_check": {"verdict": "pass", "requests": 412.0, "error_rate": 0.0024, "p95": 0.041, "at": 990},
-            "last_decision": {"action": "advanced", "message": "check passed: canary 10% -> 25%", "at": 990},
-            "next_check_in_seconds": 18.2
-        }]});
+        let percent = |p: u64| Weight::from_hundredths(p * 100);
+        let rollout = Rollout {
+            name: "myapp".into(),
+            route: "default".into(),
+            stable: "stable".into(),
+            canary: "canary".into(),
+            steps: [5, 10, 25, 50, 75, 100].map(percent).to_vec(),
+            interval: Duration::from_secs(30),
+            analysis: Analysis {
+                min_requests: 100,
+                max_error_rate: 0.01,
+                max_p95: Some(Duration::from_millis(500)),
+                max_p95_vs_stable: None,
+                max_error_rate_over_stable: None,
+                failure_limit: 2,
+                failure_counting: FailureCounting::Consecutive,
+            },
+            metrics: MetricsSource::Scrape { targets: vec![] },
+        };
+        let check = Check {
+            verdict: Verdict::Pass,
+            requests: 412.0,
+            error_rate: Some(0.0024),
+            p95: Some(0.041),
+            stable_requests: 4000.0,
+            stable_error_rate: Some(0.0),
+            stable_p95: Some(0.040),
+            reasons: vec![],
+        };
+        let decision = DecisionRecord {
+            seq: 3,
+            action: Action::Advanced,
+            message: "check passed: canary 10% -> 25%".into(),
+            at: 990,
+            phase: Phase::Progressing,
+            canary_weight: percent(25),
+            check: Some(check.clone()),
+        };
+        let state = RolloutState {
+            phase: Phase::Progressing,
+            step: 2,
+            canary_weight: percent(25),
+            last_check: Some(CheckRecord {
+                check,
+                at: 990,
+                canary_weight: percent(10),
+            }),
+            decisions: 3,
+            history: vec![decision],
+            ..RolloutState::default()
+        };
+        let status = Status {
+            rollouts: vec![RolloutStatus::new(&rollout, &state, Some(18.2), false)],
+        };
         let table = render(&status, 1000);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "ROLLOUT  PHASE        STEP  WEIGHT  REQUESTS       ERROR RATE         P95                 LAST CHECK");
@@ -151,5 +183,9 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("myapp: next check in 18s"), "{table}");
+        // The status survives the trip through JSON that the CLI makes.
+        let json = serde_json::to_string(&status).expect("encode");
+        let back: Status = serde_json::from_str(&json).expect("decode");
+        assert_eq!(back, status);
     }
 }

@@ -1,32 +1,29 @@
-//! The control loop: runs each rollout's analysis every interval, applies operator commands,
-//! notices hand edits and canary version changes, and carries out every decision (write the
-//! weights file, persist state, log one line with the numbers, update metrics).
+//! The control loop: an actor that receives events — operator commands, timer ticks, and
+//! measurements finished by each rollout's own task — turns each into a decision with the
+//! pure [`decide`], and carries the decision out (write weights, persist, log, publish).
+//! Nothing slow is awaited here, so a command is answered at once whatever the targets do.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use serde::Serialize;
-use sluice_config::{Config, MetricsSource as SourceConfig, Rollout, Weight, WEIGHT_SCALE};
+use sluice_config::{unix_now, Config, MetricsSource as SourceConfig, Rollout};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::analysis::{judge, unmeasurable};
+use crate::analysis::{judge, unmeasurable, Check};
+use crate::measure::{Measured, Measurer};
 use crate::metrics::ControlMetrics;
-use crate::rollout::{
-    decide, Action, CheckRecord, Decision, DecisionRecord, Event, Phase, Refusal, RolloutState,
-};
+use crate::rollout::{decide, Action, Decision, Event, Phase, Refusal, RolloutState};
 use crate::source::{MetricSource, PrometheusSource, ScrapeSource};
-use crate::store::{Store, StoreError};
-use crate::weights_file::{Entry, WeightsFile};
+use crate::status::{RolloutStatus, Status};
+use crate::store::{FileStore, Store, StoreError, WriteError};
 
-/// How often the config file and the weights file are looked at between checks.
+/// How often the config file and the weights are looked at between checks.
 const POLL: Duration = Duration::from_secs(1);
-/// Decisions kept in memory per rollout for `/status` (the log has them all).
-const HISTORY: usize = 50;
 
 /// Makes the metric source of a rollout (tests and the demo can substitute their own).
 pub type SourceFactory = Box<dyn Fn(&Rollout) -> Box<dyn MetricSource> + Send>;
@@ -75,9 +72,12 @@ pub enum CommandError {
     /// The transition is not allowed from the current phase.
     #[error("{0}")]
     Refused(#[from] Refusal),
-    /// The weights file could not be written; nothing changed.
-    #[error("{0}")]
+    /// The weights could not be written; nothing changed.
+    #[error("cannot write the weights, nothing changed: {0}")]
     Write(String),
+    /// A decision of the schedule found the weights edited by someone else; nothing written.
+    #[error("weights edited by hand: {0}")]
+    Edited(String),
 }
 
 /// Why the controller could not start.
@@ -86,59 +86,9 @@ pub enum ControlError {
     /// The config is invalid.
     #[error("{0}")]
     Config(#[from] sluice_config::ConfigError),
-    /// The state file is unreadable.
+    /// The persisted state is unreadable.
     #[error("{0}")]
     Store(#[from] StoreError),
-}
-
-/// The controller's view for `/status`, the CLI and the demo.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
-    /// Every rollout of the config, in file order.
-    pub rollouts: Vec<RolloutStatus>,
-}
-
-/// One rollout in [`Status`].
-#[derive(Clone, Debug, Serialize)]
-pub struct RolloutStatus {
-    /// Name.
-    pub name: String,
-    /// The route it moves.
-    pub route: String,
-    /// Stable backend.
-    pub stable: String,
-    /// Canary backend.
-    pub canary: String,
-    /// Phase, spelled as in DESIGN.md.
-    pub phase: Phase,
-    /// 1-based step (0 when idle).
-    pub step: usize,
-    /// The steps (canary percent).
-    pub steps: Vec<Weight>,
-    /// Canary weight in force (percent).
-    pub canary_weight: Weight,
-    /// Failures counted towards the limit.
-    pub failures: u32,
-    /// The limit.
-    pub failure_limit: u32,
-    /// Why paused.
-    pub paused_reason: Option<String>,
-    /// The canary's version in sluice.yaml.
-    pub canary_version: Option<String>,
-    /// Seconds between checks.
-    pub interval_seconds: f64,
-    /// Seconds until the next check, while progressing.
-    pub next_check_in_seconds: Option<f64>,
-    /// The thresholds.
-    pub analysis: sluice_config::Analysis,
-    /// The last check.
-    pub last_check: Option<CheckRecord>,
-    /// The last decision (persisted across restarts).
-    pub last_decision: Option<DecisionRecord>,
-    /// Recent decisions of this process, oldest first (at most 50).
-    pub decisions: Vec<DecisionRecord>,
-    /// Decisions made by this process so far (the list above keeps only the last ones).
-    pub decision_count: u64,
 }
 
 /// The controller. Build with [`Controller::new`], drive with [`Controller::run`].
@@ -146,26 +96,39 @@ pub struct Controller {
     config_path: PathBuf,
     config: Arc<Config>,
     config_bytes: Option<Vec<u8>>,
-    store: Store,
-    weights: WeightsFile,
+    store: Arc<dyn Store>,
     managed: Vec<Managed>,
     metrics: Arc<ControlMetrics>,
     status: watch::Sender<Status>,
     factory: SourceFactory,
-    /// Rollouts whose canary version changed at start-up, to start once running.
+    /// Where measuring tasks send their results, and where they arrive.
+    measured: (
+        mpsc::UnboundedSender<Measured>,
+        mpsc::UnboundedReceiver<Measured>,
+    ),
+    /// The last interval number given out (see `Managed::epoch`).
+    epochs: u64,
+    /// Rollouts whose canary version changed while the control was down, to start once
+    /// running.
     pending_starts: Vec<(usize, String)>,
     /// State of rollouts that are not in the config (removed, or a half-written config was
-    /// read): kept and persisted, restored if they come back.
+    /// read): kept in the store, restored if they come back.
     dormant: BTreeMap<String, RolloutState>,
 }
 
+/// One rollout of the config with its state and schedule.
 struct Managed {
     rollout: Rollout,
     state: RolloutState,
-    source: Box<dyn MetricSource>,
+    measurer: Measurer,
+    /// The interval being measured, numbered by the controller across all rollouts and
+    /// measurers: a late result of an interval that was started over is recognised and
+    /// dropped.
+    epoch: u64,
+    /// The epoch of a measurement asked for and not yet back.
+    in_flight: Option<u64>,
+    /// When the interval under way ends (while progressing).
     next_check: Option<Instant>,
-    history: VecDeque<DecisionRecord>,
-    decisions: u64,
 }
 
 impl std::fmt::Debug for Controller {
@@ -188,55 +151,56 @@ pub fn default_source(rollout: &Rollout) -> Box<dyn MetricSource> {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn canary_version(config: &Config, rollout: &Rollout) -> Option<String> {
     config
         .upstream(&rollout.canary)
         .and_then(|(_, u)| u.version.clone())
 }
 
+/// How long one measurement may take: the interval, between 1 s and 15 s.
+fn budget(rollout: &Rollout) -> Duration {
+    rollout
+        .interval
+        .clamp(Duration::from_secs(1), Duration::from_secs(15))
+}
+
 impl Controller {
-    /// Loads the config and the persisted state. Nothing is written yet.
-    pub fn new(
+    /// Loads the config and the persisted state from the files the config names. Nothing
+    /// is written yet.
+    pub async fn new(
         config_path: &Path,
+        factory: SourceFactory,
+    ) -> Result<(Self, watch::Receiver<Status>), ControlError> {
+        let config = Config::load(config_path)?;
+        let store = Arc::new(FileStore::for_config(&config, config_path));
+        Self::with_store(config_path, store, factory).await
+    }
+
+    /// Like [`new`](Self::new), with the weights and state kept in `store`.
+    pub async fn with_store(
+        config_path: &Path,
+        store: Arc<dyn Store>,
         factory: SourceFactory,
     ) -> Result<(Self, watch::Receiver<Status>), ControlError> {
         let config_bytes = std::fs::read(config_path).ok();
         let config = Arc::new(Config::load(config_path)?);
-        let store = Store::new(&config.control.state);
-        let mut states = store.load()?;
+        let mut states = store.load_states().await?;
         let metrics = Arc::new(ControlMetrics::new());
-        let weights_path = config
-            .weights_file
-            .clone()
-            .unwrap_or_else(|| config_path.with_file_name("weights.yaml"));
+        let measured = mpsc::unbounded_channel();
         let mut managed = Vec::new();
         let mut pending_starts = Vec::new();
         for rollout in &config.rollouts {
             let mut state = states.remove(&rollout.name).unwrap_or_default();
             let version = canary_version(&config, rollout);
-            match (&state.canary_version, &version) {
-                (Some(seen), Some(now)) if seen != now => {
+            if let (Some(seen), Some(now)) = (&state.canary_version, &version) {
+                if seen != now {
                     pending_starts.push((managed.len(), format!("canary version {seen} -> {now}")));
                 }
-                _ => {}
             }
             state.canary_version = version.or(state.canary_version);
             metrics.register(&rollout.name);
             metrics.state(&rollout.name, &state);
-            managed.push(Managed {
-                source: factory(rollout),
-                rollout: rollout.clone(),
-                state,
-                next_check: None,
-                history: VecDeque::new(),
-                decisions: 0,
-            });
+            managed.push(Managed::new(rollout, state, &factory, &measured.0));
         }
         for name in states.keys() {
             warn!(rollout = %name, "state kept for a rollout that is not in the config");
@@ -247,11 +211,12 @@ impl Controller {
             config,
             config_bytes,
             store,
-            weights: WeightsFile::new(&weights_path),
             managed,
             metrics,
             status,
             factory,
+            measured,
+            epochs: 0,
             pending_starts,
             dormant: states,
         };
@@ -273,33 +238,28 @@ impl Controller {
         tokio::pin!(shutdown);
         // A restarted control resumes where it was: no weight is written, the schedule
         // starts over from now with a fresh baseline.
-        let now = Instant::now();
-        for m in &mut self.managed {
+        for index in 0..self.managed.len() {
+            let m = &self.managed[index];
             if m.state.phase == Phase::Progressing {
-                m.source.begin().await;
-                m.next_check = Some(now + m.rollout.interval);
                 info!(rollout = %m.rollout.name, phase = m.state.phase.as_str(), canary_weight = %m.state.canary_weight, step = m.state.step + 1, "resuming rollout");
+                self.begin(index);
             }
         }
         let starts = std::mem::take(&mut self.pending_starts);
         self.auto_start(starts).await;
-        self.persist();
         self.publish();
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next = self.managed.iter().filter_map(|m| m.next_check).min();
-            let far = Instant::now() + Duration::from_secs(3600);
+            let due = self
+                .managed
+                .iter()
+                .filter(|m| m.in_flight.is_none())
+                .filter_map(|m| m.next_check)
+                .min();
             tokio::select! {
-                () = tokio::time::sleep_until(next.unwrap_or(far)), if next.is_some() => {
-                    let now = Instant::now();
-                    let due: Vec<usize> = (0..self.managed.len())
-                        .filter(|&i| self.managed[i].next_check.is_some_and(|t| t <= now))
-                        .collect();
-                    for i in due {
-                        self.check(i).await;
-                    }
-                }
+                () = sleep_until(due), if due.is_some() => self.ask_due_measurements(),
+                Some(measured) = self.measured.1.recv() => self.measured(measured).await,
                 Some(request) = requests.recv() => {
                     let result = self.command(&request.rollout, request.command).await;
                     let _ = request.reply.send(result);
@@ -312,11 +272,10 @@ impl Controller {
                 () = &mut shutdown => break,
             }
         }
-        self.persist();
     }
 
     async fn command(&mut self, name: &str, command: Command) -> Result<String, CommandError> {
-        let Some(index) = self.managed.iter().position(|m| m.rollout.name == name) else {
+        let Some(index) = self.index(name) else {
             let known: Vec<&str> = self
                 .managed
                 .iter()
@@ -346,114 +305,134 @@ impl Controller {
         self.apply(index, event).await.map(|d| d.message)
     }
 
-    /// Ends rollout `index`'s interval: measure, judge, decide.
-    async fn check(&mut self, index: usize) {
-        self.detect_hand_edit(index).await;
+    fn index(&self, name: &str) -> Option<usize> {
+        self.managed.iter().position(|m| m.rollout.name == name)
+    }
+
+    /// Starts a new interval for rollout `index` now.
+    fn begin(&mut self, index: usize) {
+        self.epochs += 1;
         let m = &mut self.managed[index];
-        if m.state.phase != Phase::Progressing {
-            m.next_check = None;
-            return;
+        m.epoch = self.epochs;
+        m.measurer.begin();
+        m.next_check = Some(Instant::now() + m.rollout.interval);
+    }
+
+    /// Asks every rollout whose interval is over for its measurement (answered later, as
+    /// [`Measured`]).
+    fn ask_due_measurements(&mut self) {
+        let now = Instant::now();
+        for m in &mut self.managed {
+            if m.in_flight.is_none() && m.next_check.is_some_and(|t| t <= now) {
+                m.next_check = None;
+                if m.state.phase == Phase::Progressing {
+                    m.in_flight = Some(m.epoch);
+                    m.measurer.finish(m.epoch);
+                }
+            }
         }
-        let budget = m
-            .rollout
-            .interval
-            .clamp(Duration::from_secs(1), Duration::from_secs(15));
-        let check = match tokio::time::timeout(budget, m.source.finish()).await {
-            Ok(Ok(measurement)) => judge(&m.rollout.analysis, &measurement),
-            Ok(Err(e)) => unmeasurable(e.to_string()),
-            Err(_) => unmeasurable(format!("measurement took longer than {budget:?}")),
+        self.publish();
+    }
+
+    /// A measurement came back: judge it and decide, unless it is stale or a hand edit
+    /// happened meanwhile.
+    async fn measured(&mut self, measured: Measured) {
+        let Some(index) = self.index(&measured.rollout) else {
+            return;
         };
-        // The measurement took time: a hand edit made meanwhile must not be overwritten by
-        // this check's decision.
-        self.detect_hand_edit(index).await;
         let m = &mut self.managed[index];
-        if m.state.phase != Phase::Progressing {
-            m.next_check = None;
+        if m.in_flight == Some(measured.epoch) {
+            m.in_flight = None;
+        }
+        if measured.epoch != m.epoch || m.state.phase != Phase::Progressing {
+            // The interval was started over (new weight) or the rollout left progressing.
+            self.publish();
             return;
         }
-        m.state.last_check = Some(CheckRecord {
-            check: check.clone(),
-            at: unix_now(),
-            canary_weight: m.state.canary_weight,
-        });
+        // The measurement took time: a hand edit made meanwhile wins over this check.
+        if self.detect_hand_edit(index).await {
+            return;
+        }
+        let m = &mut self.managed[index];
+        let check = match measured.result {
+            Ok(measurement) => judge(&m.rollout.analysis, &measurement),
+            Err(reason) => unmeasurable(reason),
+        };
+        // The finished measurement started the next interval.
         m.next_check = Some(Instant::now() + m.rollout.interval);
         let name = m.rollout.name.clone();
-        if let Err(e) = self.apply(index, Event::Check(check.clone())).await {
-            error!(rollout = %name, error = %e, "check could not be applied");
+        match self.apply(index, Event::Check(check.clone())).await {
+            Ok(_) => {}
+            Err(CommandError::Edited(what)) => {
+                let _ = self.apply(index, Event::HandEdited(what)).await;
+            }
+            Err(e) => error!(rollout = %name, error = %e, "check could not be applied"),
         }
         // Counted once the status shows the check, so whoever sees the count sees the check.
         self.metrics.check(&name, &check);
     }
 
-    /// Decides, then carries the decision out: write weights first (if that fails nothing
-    /// changes), then commit and persist the state, log, publish.
+    /// Decides `event` for rollout `index`, then carries the decision out.
     async fn apply(&mut self, index: usize, event: Event) -> Result<Decision, CommandError> {
-        let from_check = matches!(event, Event::Check(_));
-        let m = &mut self.managed[index];
+        let m = &self.managed[index];
+        let (decision, next) = decide(&m.rollout, &m.state, event, unix_now())?;
+        self.carry_out(index, decision, next).await
+    }
+
+    /// The effects of a decision, in order: write the weights (if that fails, nothing
+    /// changes), commit and persist the state, log, update metrics and status, and start a
+    /// new measuring interval when the weight changed.
+    async fn carry_out(
+        &mut self,
+        index: usize,
+        decision: Decision,
+        next: RolloutState,
+    ) -> Result<Decision, CommandError> {
+        let m = &self.managed[index];
+        if let Some(write) = decision.write {
+            let expected = if write.if_unchanged {
+                m.state.written
+            } else {
+                None
+            };
+            let written = self
+                .store
+                .write_weights(
+                    &self.config.routes,
+                    &m.rollout,
+                    (write.stable, write.canary),
+                    expected,
+                )
+                .await;
+            match written {
+                Ok(()) => {}
+                Err(WriteError::Edited(entry)) => {
+                    let r = &m.rollout;
+                    return Err(CommandError::Edited(
+                        entry.describe(&r.route, &r.stable, &r.canary),
+                    ));
+                }
+                Err(WriteError::Failed(e)) => {
+                    error!(rollout = %m.rollout.name, error = %e, "cannot write the weights; decision not applied");
+                    return Err(CommandError::Write(e));
+                }
+            }
+        }
         let was = m.state.phase;
-        let (decision, mut next) = decide(&m.rollout, &m.state, event)?;
-        if let Some(canary) = decision.write {
-            let stable = Weight::from_hundredths(
-                100 * WEIGHT_SCALE - canary.hundredths().min(100 * WEIGHT_SCALE),
-            );
-            let written = self.weights.set(
-                &self.config.routes,
-                &m.rollout.route,
-                (&m.rollout.stable, stable),
-                (&m.rollout.canary, canary),
-            );
-            if let Err(e) = written {
-                error!(rollout = %m.rollout.name, error = %e, "cannot write the weights file; decision not applied");
-                return Err(CommandError::Write(e.to_string()));
-            }
-            next.written = Some((stable, canary));
-        }
-        let record = DecisionRecord {
-            action: decision.action,
-            message: decision.message.clone(),
-            at: unix_now(),
-        };
-        next.last_decision = Some(record.clone());
-        m.history.push_back(record);
-        m.decisions += 1;
-        while m.history.len() > HISTORY {
-            m.history.pop_front();
-        }
+        let m = &mut self.managed[index];
         m.state = next;
-        // The numbers belong to a decision only when a check made it.
-        let check = m.state.last_check.as_ref().filter(|_| from_check);
-        let (requests, error_rate, p95) = check.map_or((None, None, None), |c| {
-            (Some(c.check.requests), c.check.error_rate, c.check.p95)
-        });
-        match decision.action {
-            Action::Failed | Action::RolledBack | Action::Aborted | Action::Paused => warn!(
-                rollout = %m.rollout.name,
-                action = decision.action.as_str(),
-                phase = m.state.phase.as_str(),
-                canary_weight = %m.state.canary_weight,
-                requests, error_rate, p95_seconds = p95,
-                "{}", decision.message
-            ),
-            _ => info!(
-                rollout = %m.rollout.name,
-                action = decision.action.as_str(),
-                phase = m.state.phase.as_str(),
-                canary_weight = %m.state.canary_weight,
-                requests, error_rate, p95_seconds = p95,
-                "{}", decision.message
-            ),
+        if let Err(e) = self.store.save_state(&m.rollout.name, &m.state).await {
+            error!(rollout = %m.rollout.name, error = %e, "cannot persist rollout state");
         }
-        if m.state.phase == Phase::Progressing {
-            if decision.write.is_some() || was != Phase::Progressing {
-                // A new weight (or a fresh start): measure only traffic from now on.
-                m.source.begin().await;
-                m.next_check = Some(Instant::now() + m.rollout.interval);
-            }
-        } else {
-            m.next_check = None;
-        }
+        log_decision(&m.rollout.name, &decision, &m.state);
         self.metrics.state(&m.rollout.name, &m.state);
-        self.persist();
+        let progressing = m.state.phase == Phase::Progressing;
+        if progressing && (decision.write.is_some() || was != Phase::Progressing) {
+            // A new weight (or a fresh start): measure only traffic from now on.
+            self.begin(index);
+        } else if !progressing {
+            self.managed[index].next_check = None;
+        }
         self.publish();
         Ok(decision)
     }
@@ -464,35 +443,26 @@ impl Controller {
         }
     }
 
-    /// Pauses a progressing rollout whose weights file entry is not what the control wrote.
-    async fn detect_hand_edit(&mut self, index: usize) {
+    /// Pauses a progressing rollout whose weights are not what the control wrote; true when
+    /// it did.
+    async fn detect_hand_edit(&mut self, index: usize) -> bool {
         let m = &self.managed[index];
-        let Some((stable, canary)) = m.state.written else {
-            return;
+        let Some(written) = m.state.written else {
+            return false;
         };
         if m.state.phase != Phase::Progressing {
-            return;
+            return false;
         }
-        let entry = self.weights.entry(
-            &self.config.routes,
-            &m.rollout.route,
-            &m.rollout.stable,
-            &m.rollout.canary,
-        );
-        let what = match entry {
-            Entry::Weights(Some(s), Some(c)) if s == stable && c == canary => return,
-            Entry::Weights(s, c) => format!(
-                "it says {}={} {}={}",
-                m.rollout.stable,
-                s.map_or("unset".into(), |w| w.to_string()),
-                m.rollout.canary,
-                c.map_or("unset".into(), |w| w.to_string())
-            ),
-            Entry::Missing => format!("its entry for route {} was removed", m.rollout.route),
-            Entry::NoFile => "the file was deleted".into(),
-            Entry::Invalid(e) => format!("it is invalid: {}", e.lines().next().unwrap_or_default()),
-        };
-        let _ = self.apply(index, Event::HandEdited(what)).await;
+        let entry = self
+            .store
+            .read_weights(&self.config.routes, &m.rollout)
+            .await;
+        if entry.says(written) {
+            return false;
+        }
+        let r = &m.rollout;
+        let what = entry.describe(&r.route, &r.stable, &r.canary);
+        self.apply(index, Event::HandEdited(what)).await.is_ok()
     }
 
     /// Re-reads sluice.yaml when it changed: updated rollout definitions apply, and a new
@@ -516,54 +486,47 @@ impl Controller {
             .map(|m| (m.rollout.name.clone(), m))
             .collect();
         let mut starts = Vec::new();
+        let mut fresh = Vec::new();
         for rollout in &config.rollouts {
-            let mut m = match previous.remove(&rollout.name) {
+            let m = match previous.remove(&rollout.name) {
                 Some(mut m) => {
                     let measures_differently = m.rollout.metrics != rollout.metrics
                         || m.rollout.route != rollout.route
                         || m.rollout.stable != rollout.stable
                         || m.rollout.canary != rollout.canary;
-                    if measures_differently {
-                        m.source = (self.factory)(rollout);
-                        if m.state.phase == Phase::Progressing {
-                            m.source.begin().await;
-                        }
-                    }
                     m.rollout = rollout.clone();
+                    if measures_differently {
+                        let state = std::mem::take(&mut m.state);
+                        m = Managed::new(rollout, state, &self.factory, &self.measured.0);
+                        fresh.push(self.managed.len());
+                    }
                     m
                 }
                 None => {
                     self.metrics.register(&rollout.name);
                     let state = self.dormant.remove(&rollout.name).unwrap_or_default();
                     self.metrics.state(&rollout.name, &state);
-                    let mut m = Managed {
-                        source: (self.factory)(rollout),
-                        rollout: rollout.clone(),
-                        state,
-                        next_check: None,
-                        history: VecDeque::new(),
-                        decisions: 0,
-                    };
-                    if m.state.phase == Phase::Progressing {
-                        m.source.begin().await;
-                        m.next_check = Some(Instant::now() + m.rollout.interval);
-                    }
-                    m
+                    fresh.push(self.managed.len());
+                    Managed::new(rollout, state, &self.factory, &self.measured.0)
                 }
             };
-            let version = canary_version(&config, rollout);
+            self.managed.push(m);
+        }
+        for (index, m) in self.managed.iter_mut().enumerate() {
+            let version = canary_version(&config, &m.rollout);
             if let (Some(seen), Some(now)) = (&m.state.canary_version, &version) {
                 if seen != now {
-                    starts.push((
-                        self.managed.len(),
-                        format!("canary version {seen} -> {now}"),
-                    ));
+                    starts.push((index, format!("canary version {seen} -> {now}")));
                 }
             }
             if version.is_some() {
                 m.state.canary_version = version;
             }
-            self.managed.push(m);
+        }
+        for index in fresh {
+            if self.managed[index].state.phase == Phase::Progressing {
+                self.begin(index);
+            }
         }
         for (name, m) in previous {
             warn!(rollout = %name, phase = m.state.phase.as_str(), "rollout no longer in the config; its state is kept");
@@ -592,7 +555,6 @@ impl Controller {
         }
         info!(rollouts = self.managed.len(), "config reloaded");
         self.auto_start(starts).await;
-        self.persist();
     }
 
     /// Starts the rollouts whose canary version changed (`(index, why)`).
@@ -608,51 +570,79 @@ impl Controller {
         }
     }
 
-    fn persist(&self) {
-        let mut states = self.dormant.clone();
-        states.extend(
-            self.managed
-                .iter()
-                .map(|m| (m.rollout.name.clone(), m.state.clone())),
-        );
-        if let Err(e) = self.store.save(&states) {
-            error!(error = %e, "cannot persist rollout state");
-        }
-    }
-
     fn publish(&self) {
         let now = Instant::now();
         let rollouts = self
             .managed
             .iter()
-            .map(|m| RolloutStatus {
-                name: m.rollout.name.clone(),
-                route: m.rollout.route.clone(),
-                stable: m.rollout.stable.clone(),
-                canary: m.rollout.canary.clone(),
-                phase: m.state.phase,
-                step: if m.state.phase == Phase::Idle {
-                    0
-                } else {
-                    m.state.step + 1
-                },
-                steps: m.rollout.steps.clone(),
-                canary_weight: m.state.canary_weight,
-                failures: m.state.failures,
-                failure_limit: m.rollout.analysis.failure_limit,
-                paused_reason: m.state.paused_reason.clone(),
-                canary_version: m.state.canary_version.clone(),
-                interval_seconds: m.rollout.interval.as_secs_f64(),
-                next_check_in_seconds: m
+            .map(|m| {
+                let next = m
                     .next_check
-                    .map(|t| t.saturating_duration_since(now).as_secs_f64()),
-                analysis: m.rollout.analysis.clone(),
-                last_check: m.state.last_check.clone(),
-                last_decision: m.state.last_decision.clone(),
-                decisions: m.history.iter().cloned().collect(),
-                decision_count: m.decisions,
+                    .map(|t| t.saturating_duration_since(now).as_secs_f64());
+                RolloutStatus::new(&m.rollout, &m.state, next, m.in_flight.is_some())
             })
             .collect();
         self.status.send_replace(Status { rollouts });
     }
 }
+
+impl Managed {
+    fn new(
+        rollout: &Rollout,
+        state: RolloutState,
+        factory: &SourceFactory,
+        results: &mpsc::UnboundedSender<Measured>,
+    ) -> Self {
+        let measurer = Measurer::spawn(
+            rollout.name.clone(),
+            factory(rollout),
+            budget(rollout),
+            results.clone(),
+        );
+        Self {
+            rollout: rollout.clone(),
+            state,
+            measurer,
+            epoch: 0,
+            in_flight: None,
+            next_check: None,
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One log line per decision, with the numbers of the check that made it.
+fn log_decision(rollout: &str, decision: &Decision, state: &RolloutState) {
+    let check: Option<&Check> = state.history.last().and_then(|r| r.check.as_ref());
+    let (requests, error_rate, p95) = check.map_or((None, None, None), |c| {
+        (Some(c.requests), c.error_rate, c.p95)
+    });
+    // `tracing` needs a constant level per call site, hence two arms.
+    match decision.action {
+        Action::Failed | Action::RolledBack | Action::Aborted | Action::Paused => warn!(
+            rollout,
+            action = decision.action.as_str(),
+            phase = state.phase.as_str(),
+            canary_weight = %state.canary_weight,
+            requests, error_rate, p95_seconds = p95,
+            "{}", decision.message
+        ),
+        _ => info!(
+            rollout,
+            action = decision.action.as_str(),
+            phase = state.phase.as_str(),
+            canary_weight = %state.canary_weight,
+            requests, error_rate, p95_seconds = p95,
+            "{}", decision.message
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

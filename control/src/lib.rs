@@ -2,10 +2,12 @@
 //! backend, and moves the route's weights a step forward or back to 0%.
 //!
 //! The decision is a pure function ([`rollout::decide`]) of the rollout, its state and an
-//! event (a [`analysis::Check`] or an operator command). Around it: metric sources that turn
-//! proxy metrics into an interval's numbers ([`source`]), the controller loop that writes the
-//! weights file and persists state ([`controller`]), an admin API ([`admin`]) for the CLI, and
-//! a one-command demonstration ([`demo`]).
+//! event (a [`analysis::Check`] or an operator command), returning the complete next state.
+//! Around it: metric sources that turn proxy metrics into an interval's numbers ([`source`]),
+//! each run on its own task ([`measure`]); the storage of weights and state behind one trait
+//! ([`store`], files by default); the controller actor that carries decisions out
+//! ([`controller`]); one typed [`status::Status`] for the admin API ([`admin`]), the CLI and
+//! the one-command demonstration ([`demo`]).
 
 pub mod admin;
 pub mod analysis;
@@ -14,10 +16,12 @@ pub mod controller;
 pub mod demo;
 pub mod exposition;
 pub mod http;
+pub mod measure;
 pub mod metrics;
 pub mod quantile;
 pub mod rollout;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod weights_file;
 pub mod window;

@@ -1,8 +1,8 @@
 //! `sluice-control`: the command line of the canary controller.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -11,6 +11,7 @@ use sluice_control::admin::Admin;
 use sluice_control::controller::{default_source, Controller};
 use sluice_control::demo::{self, DemoOptions, Flavor};
 use sluice_control::http::HttpClient;
+use sluice_control::status::Status;
 use tracing::error;
 
 /// sluice's canary controller: judges the canary every interval and moves the route's weights
@@ -70,7 +71,7 @@ enum Cmd {
         /// A canary 300 ms slower than stable: rolled back on p95.
         #[arg(long)]
         slow_canary: bool,
-        /// Seconds between analyses.
+        /// Time between analyses (a duration: `2s`, `500ms`).
         #[arg(long, default_value = "2s", value_parser = duration, value_name = "DURATION")]
         interval: Duration,
         /// Requests per second of the built-in load.
@@ -84,7 +85,8 @@ struct Target {
     /// The config file (YAML, or TOML when it ends in .toml).
     #[arg(long, short, default_value = "sluice.yaml", value_name = "FILE")]
     config: PathBuf,
-    /// The running control's admin address (default: control.admin of the config).
+    /// The control's admin address: where `run` listens and the other commands connect
+    /// (default: control.admin of the config).
     #[arg(long, value_name = "HOST:PORT", value_parser = address)]
     admin: Option<String>,
 }
@@ -134,7 +136,7 @@ fn main() -> ExitCode {
                 log_level,
             } => {
                 init_logging(log_format, &log_level);
-                run(&target.config).await
+                run(&target).await
             }
             Cmd::Status { target, json } => status(&target, json).await,
             Cmd::Start(n) => act(&n, "start").await,
@@ -178,9 +180,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: &Path) -> anyhow::Result<()> {
-    let (controller, status) = Controller::new(config, Box::new(default_source))?;
-    let address = Config::load(config)?.control.admin;
+async fn run(target: &Target) -> anyhow::Result<()> {
+    let (controller, status) = Controller::new(&target.config, Box::new(default_source)).await?;
+    // `--admin` overrides `control.admin` (e.g. to run a second instance beside the first).
+    let address = admin_address(target)?;
+    let address = sluice_config::Address::parse(&address).map_err(|e| anyhow!("--admin: {e}"))?;
     let bind = address
         .bind_addr()
         .ok_or_else(|| anyhow!("control.admin {address} is not an IP address"))?;
@@ -249,19 +253,23 @@ async fn status(target: &Target, json: bool) -> anyhow::Result<()> {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(());
     }
-    let status: serde_json::Value =
-        serde_json::from_slice(&body).context("the control's /status is not JSON")?;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    print!("{}", sluice_control::cli_table::render(&status, now));
+    let status: Status = serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "{admin}'s /status is not the status this sluice-control reads (a different version?)"
+        )
+    })?;
+    print!(
+        "{}",
+        sluice_control::cli_table::render(&status, sluice_config::unix_now())
+    );
     Ok(())
 }
 
 #[allow(clippy::print_stdout)]
 async fn act(named: &Named, action: &str) -> anyhow::Result<()> {
     let admin = admin_address(&named.target)?;
-    let name: String = form_urlencoded::byte_serialize(named.name.as_bytes()).collect();
+    let name =
+        percent_encoding::utf8_percent_encode(&named.name, percent_encoding::NON_ALPHANUMERIC);
     let url = format!("http://{admin}/rollouts/{name}/{action}");
     // Longer than a check can take: the control answers between checks.
     let (code, body) = HttpClient::default()

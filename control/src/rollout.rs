@@ -44,9 +44,16 @@ pub struct RolloutState {
     pub written: Option<(Weight, Weight)>,
     /// The most recent check.
     pub last_check: Option<CheckRecord>,
-    /// The most recent decision.
-    pub last_decision: Option<DecisionRecord>,
+    /// Decisions so far (the `seq` of the last one).
+    #[serde(default)]
+    pub decisions: u64,
+    /// The most recent decisions, oldest first, at most [`HISTORY`].
+    #[serde(default)]
+    pub history: Vec<DecisionRecord>,
 }
+
+/// Decisions kept per rollout in its persisted state (the log has them all).
+pub const HISTORY: usize = 100;
 
 /// A check with when it happened.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,15 +67,27 @@ pub struct CheckRecord {
     pub canary_weight: Weight,
 }
 
-/// A decision with when it happened.
+/// A decision with when it happened and where it left the rollout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
+    /// 1 for a rollout's first decision, then counting up (survives restarts).
+    #[serde(default)]
+    pub seq: u64,
     /// What was decided.
     pub action: Action,
     /// One human sentence with the numbers.
     pub message: String,
     /// Unix seconds.
     pub at: u64,
+    /// The phase after the decision.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The canary weight (percent) after the decision.
+    #[serde(default)]
+    pub canary_weight: Weight,
+    /// The check that led to it, when a check did.
+    #[serde(default)]
+    pub check: Option<Check>,
 }
 
 /// What can happen to a rollout.
@@ -135,9 +154,28 @@ pub struct Decision {
     pub action: Action,
     /// One human sentence with the numbers.
     pub message: String,
-    /// The canary weight to write to the weights file, when it changes (or must be
-    /// re-asserted, on resume).
-    pub write: Option<Weight>,
+    /// The weights to write, when they change (or must be re-asserted, on resume).
+    pub write: Option<Write>,
+}
+
+/// Weights for the rollout's route, as the decision wants them in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// The stable backend's weight (percent): 100 − canary.
+    pub stable: Weight,
+    /// The canary backend's weight (percent).
+    pub canary: Weight,
+    /// Only if the weights in force are still the ones the control last wrote: a decision
+    /// of the schedule (a check) must not overwrite a hand edit made meanwhile; an
+    /// operator's command does, on purpose.
+    pub if_unchanged: bool,
+}
+
+/// What the pure step functions decide before [`decide`] completes the state.
+struct Step {
+    action: Action,
+    message: String,
+    write: Option<Weight>,
 }
 
 /// Why an operator command was refused.
@@ -195,19 +233,26 @@ impl Action {
 const FULL: Weight = Weight::from_hundredths(100 * WEIGHT_SCALE);
 const NONE: Weight = Weight::from_hundredths(0);
 
-/// The pure transition function.
+/// The pure transition function: the decision and the **complete** next state (phase, step,
+/// last check, the weights it writes, the decision in the history). `at` is the time of the
+/// event, unix seconds. The caller commits the state only once the write succeeded.
 pub fn decide(
     rollout: &Rollout,
     state: &RolloutState,
     event: Event,
+    at: u64,
 ) -> Result<(Decision, RolloutState), Refusal> {
     let mut next = state.clone();
+    let check = match &event {
+        Event::Check(check) => Some(check.clone()),
+        _ => None,
+    };
     let refuse = |hint| Refusal {
         rollout: rollout.name.clone(),
         phase: state.phase.as_str(),
         hint,
     };
-    let decision = match event {
+    let step = match event {
         Event::Start { automatic, reason } => {
             if !automatic && matches!(state.phase, Phase::Progressing | Phase::Paused) {
                 return Err(refuse(
@@ -252,7 +297,7 @@ pub fn decide(
             next.phase = Phase::RolledBack;
             next.paused_reason = None;
             next.canary_weight = NONE;
-            Decision {
+            Step {
                 action: Action::Aborted,
                 message: "aborted by an operator: canary 0%".into(),
                 write: Some(NONE),
@@ -264,7 +309,7 @@ pub fn decide(
             }
             next.phase = Phase::Paused;
             next.paused_reason = Some("paused by an operator".into());
-            Decision {
+            Step {
                 action: Action::Paused,
                 message: format!("paused by an operator at canary {}%", state.canary_weight),
                 write: None,
@@ -276,7 +321,7 @@ pub fn decide(
             }
             next.phase = Phase::Progressing;
             next.paused_reason = None;
-            Decision {
+            Step {
                 action: Action::Resumed,
                 message: format!(
                     "resumed at canary {}% (weights file set to the rollout's step again)",
@@ -292,7 +337,7 @@ pub fn decide(
             next.phase = Phase::Paused;
             let reason = format!("weights file edited by hand ({what}); the hand-written weights stay until `resume`");
             next.paused_reason = Some(reason.clone());
-            Decision {
+            Step {
                 action: Action::Paused,
                 message: reason,
                 write: None,
@@ -305,7 +350,7 @@ pub fn decide(
                 ));
             }
             next.canary_weight = NONE;
-            Decision {
+            Step {
                 action: Action::HandedBack,
                 message: format!("stable now runs {version}, the version that succeeded: traffic back to stable, canary 0%"),
                 write: Some(NONE),
@@ -318,17 +363,52 @@ pub fn decide(
             judge_step(rollout, &mut next, &check)
         }
     };
+    let write = step.write.map(|canary| {
+        let canary = canary.min(FULL);
+        Write {
+            stable: Weight::from_hundredths(FULL.hundredths() - canary.hundredths()),
+            canary,
+            if_unchanged: check.is_some(),
+        }
+    });
+    if let Some(w) = write {
+        next.written = Some((w.stable, w.canary));
+    }
+    if let Some(check) = &check {
+        next.last_check = Some(CheckRecord {
+            check: check.clone(),
+            at,
+            canary_weight: state.canary_weight,
+        });
+    }
+    next.decisions = state.decisions + 1;
+    next.history.push(DecisionRecord {
+        seq: next.decisions,
+        action: step.action,
+        message: step.message.clone(),
+        at,
+        phase: next.phase,
+        canary_weight: next.canary_weight,
+        check,
+    });
+    let excess = next.history.len().saturating_sub(HISTORY);
+    next.history.drain(..excess);
+    let decision = Decision {
+        action: step.action,
+        message: step.message,
+        write,
+    };
     Ok((decision, next))
 }
 
-fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Decision {
+fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Step {
     let first = rollout.steps.first().copied().unwrap_or(FULL);
     next.phase = Phase::Progressing;
     next.step = 0;
     next.canary_weight = first;
     next.failures = 0;
     next.paused_reason = None;
-    Decision {
+    Step {
         action: Action::Started,
         message: format!(
             "{message}; canary {first}% (step 1/{})",
@@ -338,14 +418,14 @@ fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Decisio
     }
 }
 
-fn advance(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Decision {
+fn advance(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Step {
     if next.step + 1 >= rollout.steps.len() {
         return succeed(next, format!("{why}; that was the last step"));
     }
     let from = next.canary_weight;
     next.step += 1;
     next.canary_weight = rollout.steps[next.step];
-    Decision {
+    Step {
         action: Action::Advanced,
         message: format!(
             "{why}: canary {from}% -> {}% (step {}/{})",
@@ -357,24 +437,24 @@ fn advance(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Decision {
     }
 }
 
-fn succeed(next: &mut RolloutState, why: String) -> Decision {
+fn succeed(next: &mut RolloutState, why: String) -> Step {
     next.phase = Phase::Succeeded;
     next.paused_reason = None;
     next.canary_weight = FULL;
-    Decision {
+    Step {
         action: Action::Succeeded,
         message: format!("{why}: succeeded, canary 100%"),
         write: Some(FULL),
     }
 }
 
-fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Decision {
+fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step {
     let analysis = &rollout.analysis;
     let rate = check.error_rate.map_or("-".into(), percent);
     let p95 = check.p95.map_or("-".into(), millis);
     let requests = check.requests.round();
     match check.verdict {
-        Verdict::Inconclusive => Decision {
+        Verdict::Inconclusive => Step {
             action: Action::Held,
             message: format!(
                 "inconclusive: {}; holding at {}%",
@@ -405,7 +485,7 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Deci
             if next.failures >= analysis.failure_limit {
                 next.phase = Phase::RolledBack;
                 next.canary_weight = NONE;
-                Decision {
+                Step {
                     action: Action::RolledBack,
                     message: format!(
                         "{what}; {} of {} failures: rolled back, canary 0%",
@@ -414,7 +494,7 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Deci
                     write: Some(NONE),
                 }
             } else {
-                Decision {
+                Step {
                     action: Action::Failed,
                     message: format!(
                         "{what}; {} of {} failures, holding at {}%",

@@ -24,6 +24,28 @@ pub enum Entry {
     Weights(Option<Weight>, Option<Weight>),
 }
 
+impl Entry {
+    /// Whether the entry names exactly `(stable, canary)`.
+    pub fn says(&self, (stable, canary): (Weight, Weight)) -> bool {
+        matches!(self, Self::Weights(Some(s), Some(c)) if *s == stable && *c == canary)
+    }
+
+    /// What the entry says, as a clause for a log line: `it says stable=50 canary=50`.
+    pub fn describe(&self, route: &str, stable: &str, canary: &str) -> String {
+        let weight = |w: &Option<Weight>| w.map_or("unset".into(), |w| w.to_string());
+        match self {
+            Self::Weights(s, c) => {
+                format!("it says {stable}={} {canary}={}", weight(s), weight(c))
+            }
+            Self::Missing => format!("its entry for route {route} was removed"),
+            Self::NoFile => "the file was deleted".into(),
+            Self::Invalid(e) => {
+                format!("it is invalid: {}", e.lines().next().unwrap_or_default())
+            }
+        }
+    }
+}
+
 /// Why the file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {

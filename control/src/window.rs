@@ -4,15 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use sluice_config::metric_names::{
+    BACKEND_FAILOVERS, LABEL_BACKEND, LABEL_CODE, LABEL_ROUTE, REQUESTS_TOTAL,
+    REQUEST_DURATION_BUCKET,
+};
+
 use crate::exposition::Sample;
 use crate::quantile::histogram_quantile;
-
-/// The proxy metric names the analysis reads.
-pub const REQUESTS: &str = "sluice_requests_total";
-/// Histogram buckets of request duration.
-pub const DURATION_BUCKET: &str = "sluice_request_duration_seconds_bucket";
-/// Requests that failed over away from a backend with no healthy endpoint.
-pub const FAILOVERS: &str = "sluice_backend_failovers_total";
 
 /// One counter series of a backend.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,16 +50,17 @@ pub struct Measurement {
 pub fn extract(samples: &[Sample], route: &str, backend: &str) -> SeriesMap {
     let mut series = SeriesMap::new();
     for sample in samples {
-        if sample.label("route") != Some(route) || sample.label("backend") != Some(backend) {
+        if sample.label(LABEL_ROUTE) != Some(route) || sample.label(LABEL_BACKEND) != Some(backend)
+        {
             continue;
         }
         let key = match sample.name.as_str() {
-            REQUESTS => match sample.label("code") {
+            REQUESTS_TOTAL => match sample.label(LABEL_CODE) {
                 Some(code) => Series::Responses(code.to_string()),
                 None => continue,
             },
-            FAILOVERS => Series::Failovers,
-            DURATION_BUCKET => match sample.label("le") {
+            BACKEND_FAILOVERS => Series::Failovers,
+            REQUEST_DURATION_BUCKET => match sample.label("le") {
                 Some(le) => Series::Bucket(le.to_string()),
                 None => continue,
             },

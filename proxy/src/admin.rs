@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -104,7 +103,7 @@ impl Admin {
         let now = std::time::Instant::now();
         json!({
             "generation": snapshot.generation,
-            "loaded_at": snapshot.built_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "loaded_at": sluice_config::unix_seconds(snapshot.built_at),
             "config_file": self.reloader.config_path().display().to_string(),
             "weights_file": config.weights_file.as_ref().map(|p| p.display().to_string()),
             "weights_overrides": snapshot.weights.entries().iter().map(|e| {

@@ -1,5 +1,6 @@
-//! The proxy's metrics: names and labels (part of the contract), the Prometheus recorder, and
-//! pre-resolved handles so the request path never formats a label.
+//! The proxy's metrics: the Prometheus recorder and pre-resolved handles so the request path
+//! never formats a label; the names, labels and buckets (the contract `sluice-control` reads)
+//! come from [`sluice_config::metric_names`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -9,58 +10,12 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-/// `sluice_requests_total{route,backend,code}`: responses sent, proxy-generated ones included.
-pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
-/// `sluice_request_duration_seconds{route,backend}`: request start to response headers.
-pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";
-/// `sluice_upstream_errors_total{backend,kind}`: kind is connect, timeout, reset or tls.
-pub const UPSTREAM_ERRORS: &str = "sluice_upstream_errors_total";
-/// `sluice_route_backend_weight{route,backend}`: the weight in force.
-pub const ROUTE_BACKEND_WEIGHT: &str = "sluice_route_backend_weight";
-/// `sluice_config_reloads_total{result}`: `ok` or `error`.
-pub const CONFIG_RELOADS: &str = "sluice_config_reloads_total";
-/// `sluice_config_generation`: increments with every applied config or weights change.
-pub const CONFIG_GENERATION: &str = "sluice_config_generation";
-/// `sluice_active_connections{listener}`: open client connections.
-pub const ACTIVE_CONNECTIONS: &str = "sluice_active_connections";
-/// `sluice_endpoint_healthy{backend,endpoint}`: 1 unless ejected by outlier detection.
-pub const ENDPOINT_HEALTHY: &str = "sluice_endpoint_healthy";
-/// `sluice_backend_failovers_total{route,backend}`: requests the split gave to `backend` that
-/// went to another backend because `backend` had no healthy endpoint. `sluice-control` counts
-/// them as failed canary requests, so an ejected canary cannot hide from the analysis.
-pub const BACKEND_FAILOVERS: &str = "sluice_backend_failovers_total";
-
-/// Label keys.
-pub const LABEL_ROUTE: &str = "route";
-/// Label key of the backend (the upstream's name).
-pub const LABEL_BACKEND: &str = "backend";
-/// Label key of the HTTP status code.
-pub const LABEL_CODE: &str = "code";
-/// Label key of the upstream error kind.
-pub const LABEL_KIND: &str = "kind";
-/// Label key of the reload result.
-pub const LABEL_RESULT: &str = "result";
-/// Label key of the listener name.
-pub const LABEL_LISTENER: &str = "listener";
-/// Label key of the endpoint address.
-pub const LABEL_ENDPOINT: &str = "endpoint";
-
-/// Upper bounds (seconds) of the request duration histogram: 1 ms to 10 s with 26 buckets per
-/// decade (each bound ~1.093x the previous), so a p95 interpolated inside a bucket is within
-/// 10% of the true p95 anywhere in that range; then 15 s, 30 s, 60 s for the tail. Bounds are
-/// rounded to 3 significant digits so the `le` labels stay readable.
-pub fn duration_buckets() -> Vec<f64> {
-    let mut bounds: Vec<f64> = (0..=104)
-        .map(|i| {
-            let raw = 0.001 * 10f64.powf(f64::from(i) / 26.0);
-            let magnitude = 10f64.powf(raw.log10().floor() - 2.0);
-            (raw / magnitude).round() * magnitude
-        })
-        .collect();
-    bounds.extend([15.0, 30.0, 60.0]);
-    bounds.dedup_by(|a, b| (*a - *b).abs() < f64::EPSILON);
-    bounds
-}
+pub use sluice_config::metric_names::{
+    ACTIVE_CONNECTIONS, BACKEND_FAILOVERS, CONFIG_GENERATION, CONFIG_RELOADS, DURATION_BUCKETS,
+    ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_KIND, LABEL_LISTENER,
+    LABEL_RESULT, LABEL_ROUTE, REQUESTS_TOTAL, REQUEST_DURATION, ROUTE_BACKEND_WEIGHT,
+    UPSTREAM_ERRORS,
+};
 
 /// The recorder of one proxy instance plus its handle for rendering. Not installed globally:
 /// each instance (and each in-process test proxy) has its own.
@@ -114,7 +69,7 @@ impl Metrics {
     /// A fresh recorder with the duration buckets and every metric described.
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &duration_buckets())
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
             .map(PrometheusBuilder::build_recorder)
             // The bucket list is a non-empty constant, the only thing that can fail here.
             .expect("duration buckets are non-empty");
@@ -391,17 +346,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_fine_enough_for_a_p95_within_ten_percent() {
-        let bounds = duration_buckets();
-        assert!(
-            bounds.windows(2).all(|w| w[0] < w[1]),
-            "strictly increasing"
-        );
-        assert!((bounds[0] - 0.001).abs() < 1e-12);
-        for w in bounds.windows(2).filter(|w| w[0] >= 0.005 && w[1] <= 2.0) {
-            assert!(w[1] / w[0] <= 1.10, "{} -> {}", w[0], w[1]);
+    fn the_duration_histogram_has_the_shared_buckets() {
+        let metrics = Metrics::new();
+        metrics
+            .backend(&Arc::from("default"), &Arc::from("canary"))
+            .record(200, 0.012);
+        let text = metrics.render();
+        let buckets: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("sluice_request_duration_seconds_bucket{"))
+            .collect();
+        assert_eq!(buckets.len(), DURATION_BUCKETS.len() + 1, "{text}");
+        for (line, bound) in buckets.iter().zip(DURATION_BUCKETS) {
+            assert!(line.contains(&format!("le=\"{bound}\"")), "{line}");
         }
-        assert!(bounds.contains(&10.0));
+        assert!(buckets[buckets.len() - 1].contains("le=\"+Inf\""), "{text}");
+        // 12 ms is counted from the 15 ms bucket on.
+        assert!(
+            text.contains("sluice_request_duration_seconds_bucket{route=\"default\",backend=\"canary\",le=\"0.01\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_request_duration_seconds_bucket{route=\"default\",backend=\"canary\",le=\"0.015\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

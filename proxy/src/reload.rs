@@ -2,20 +2,21 @@
 //! events, re-reads what changed, validates it off the request path, and publishes a new
 //! snapshot only when it is valid. A bad file never takes effect.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 use sluice_config::{Config, ConfigError, Weights};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
 use crate::routing::Routing;
 use crate::snapshot::{EndpointRegistry, Snapshot, SnapshotError};
+use watcher::FileWatch;
+
+mod watcher;
 
 /// A burst of file events is one reload: wait until the directory has been quiet this long.
 const DEBOUNCE_QUIET: Duration = Duration::from_millis(30);
@@ -29,7 +30,13 @@ pub struct Reloader {
     routing: Arc<Routing>,
     metrics: Arc<Metrics>,
     registry: EndpointRegistry,
+    /// The listeners and admin address bound at start (not changed by reloads).
+    startup: Arc<Config>,
+    /// Held for a whole reload, file reads included: only ever locked on a blocking thread.
     state: Mutex<ReloadState>,
+    /// The outcome of the last reload, published apart from `state` so the admin endpoint
+    /// reads it on an async worker without waiting for a reload in progress.
+    last: watch::Sender<Option<ReloadReport>>,
 }
 
 /// What the reloader remembers between reloads.
@@ -45,9 +52,6 @@ struct ReloadState {
     weights_seen: Option<Vec<u8>>,
     /// The text of the weights file in force (re-checked when the config changes).
     weights_text: Option<String>,
-    /// The listeners and admin address bound at start (not changed by reloads).
-    startup: Arc<Config>,
-    last: Option<ReloadReport>,
 }
 
 /// The outcome of the most recent reload attempt, shown in `/config`.
@@ -118,15 +122,15 @@ impl Reloader {
             routing: routing.clone(),
             metrics,
             registry,
+            startup: config,
             state: Mutex::new(ReloadState {
                 generation: 1,
                 config_seen: config_bytes,
                 config_pending: false,
                 weights_seen,
                 weights_text,
-                startup: config,
-                last: None,
             }),
+            last: watch::Sender::new(None),
         };
         Ok((reloader, routing))
     }
@@ -136,14 +140,15 @@ impl Reloader {
         &self.config_path
     }
 
-    /// The outcome of the last reload attempt.
+    /// The outcome of the last reload attempt. Never waits for a reload in progress, so the
+    /// admin endpoint can call it on an async worker.
     pub fn last_report(&self) -> Option<ReloadReport> {
-        self.lock().last.clone()
+        self.last.borrow().clone()
     }
 
     /// The config the listeners and admin endpoint were bound with.
     pub fn startup_config(&self) -> Arc<Config> {
-        self.lock().startup.clone()
+        self.startup.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ReloadState> {
@@ -151,7 +156,8 @@ impl Reloader {
     }
 
     /// Re-reads the files and publishes a new snapshot if they changed (or always, when
-    /// forced). Returns whether a new generation was published.
+    /// forced). Returns whether a new generation was published. Reads files and builds the
+    /// snapshot: call it on a blocking thread, never on an async worker.
     pub fn reload(&self, trigger: Trigger) -> bool {
         let mut state = self.lock();
         let config_bytes = std::fs::read(&self.config_path).ok();
@@ -179,9 +185,7 @@ impl Reloader {
                 ));
             }
         }
-        let at = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let at = sluice_config::unix_now();
         let mut published = false;
         for (what, result) in outcomes {
             match result {
@@ -192,24 +196,24 @@ impl Reloader {
                     self.metrics.reload(true);
                     publish_weights(&self.metrics, &self.routing.snapshot(), Some(&previous));
                     info!(what, generation, "reloaded");
-                    state.last = Some(ReloadReport {
+                    self.last.send_replace(Some(ReloadReport {
                         result: "ok",
                         what,
                         error: None,
                         at,
-                    });
+                    }));
                     published = true;
                 }
                 Ok(None) => {}
                 Err(e) => {
                     self.metrics.reload(false);
                     error!(what, error = %e, "reload rejected; the previous config stays in force");
-                    state.last = Some(ReloadReport {
+                    self.last.send_replace(Some(ReloadReport {
                         result: "error",
                         what,
                         error: Some(e.to_string()),
                         at,
-                    });
+                    }));
                 }
             }
         }
@@ -218,7 +222,7 @@ impl Reloader {
 
     fn reload_config(&self, state: &mut ReloadState) -> Result<Option<Snapshot>, ReloadError> {
         let config = Config::load(&self.config_path)?;
-        warn_about_startup_only_changes(&state.startup, &config);
+        warn_about_startup_only_changes(&self.startup, &config);
         // The weights file as it is now; if it is gone, the weights in force stay.
         let (weights, weights_text, weights_seen) = match &config.weights_file {
             None => (Weights::none(), None, None),
@@ -267,50 +271,20 @@ impl Reloader {
     }
 
     /// Starts watching the files' directories (and SIGHUP) now, so no change made after this
-    /// returns can be missed; [`Watching::run`] then reloads on each change.
+    /// returns can be missed; [`Watching::run`] then reloads on each change and keeps watching
+    /// the files of the config in force.
     pub fn watch(self: Arc<Self>) -> Watching {
         let (tx, rx) = mpsc::unbounded_channel::<()>();
-        // Kept so the channel stays open (and SIGHUP keeps working) even without a watcher.
-        let _keep_open = tx.clone();
-        let mut dirs = vec![parent_dir(&self.config_path)];
-        let mut names = vec![file_name(&self.config_path)];
-        if let Some(weights) = &self.routing.snapshot().config.weights_file {
-            dirs.push(parent_dir(weights));
-            names.push(file_name(weights));
-        }
-        // Kubernetes ConfigMap volumes update by swapping this symlink.
-        names.push(OsString::from("..data"));
-        dirs.sort();
-        dirs.dedup();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                if concerns(&event, &names) {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let _watcher = match watcher {
-            Ok(mut watcher) => {
-                for dir in &dirs {
-                    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                        warn!(dir = %dir.display(), error = %e, "cannot watch directory; use SIGHUP to reload");
-                    }
-                }
-                Some(watcher)
-            }
-            Err(e) => {
-                warn!(error = %e, "file watching unavailable; use SIGHUP to reload");
-                None
-            }
-        };
+        let mut files = FileWatch::start(tx.clone());
+        files.follow(&self.config_path, &self.routing.snapshot().config);
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         // Anything written between the initial load and now produced no event: look once.
-        let _ = _keep_open.send(());
+        let _ = tx.send(());
         Watching {
             reloader: self,
             rx,
-            _tx: _keep_open,
-            _watcher,
+            tx,
+            files: Arc::new(Mutex::new(files)),
             hangup,
         }
     }
@@ -320,17 +294,21 @@ impl Reloader {
 pub struct Watching {
     reloader: Arc<Reloader>,
     rx: mpsc::UnboundedReceiver<()>,
-    /// Keeps the channel open (and SIGHUP working) even without a file watcher.
-    _tx: mpsc::UnboundedSender<()>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    /// Keeps the channel open (and SIGHUP working) even without a file watcher; also where
+    /// a new watch asks for one look at files changed before it was added.
+    tx: mpsc::UnboundedSender<()>,
+    /// Locked only on the blocking thread that reloads (adding a watch waits on the watcher).
+    files: Arc<Mutex<FileWatch>>,
     hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl std::fmt::Debug for Watching {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `Mutex`'s `Debug` does not wait: it shows `<locked>` during a reload.
         f.debug_struct("Watching")
-            .field("watcher", &self._watcher.is_some())
-            .finish()
+            .field("files", &self.files)
+            .field("sighup", &self.hangup.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -340,8 +318,8 @@ impl Watching {
         let Self {
             reloader,
             mut rx,
-            _tx,
-            _watcher,
+            tx,
+            files,
             mut hangup,
         } = self;
         loop {
@@ -364,12 +342,21 @@ impl Watching {
                 }
                 () = stop.started() => break,
             };
-            // Parsing and building happen on a blocking thread: never on the request path.
-            let this = reloader.clone();
-            if tokio::task::spawn_blocking(move || this.reload(trigger))
-                .await
-                .is_err()
-            {
+            // Parsing, building and (un)watching happen on a blocking thread: never on the
+            // request path.
+            let (this, files, tx) = (reloader.clone(), files.clone(), tx.clone());
+            let reloaded = tokio::task::spawn_blocking(move || {
+                this.reload(trigger);
+                let config = this.routing.snapshot().config.clone();
+                let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
+                if files.follow(&this.config_path, &config) {
+                    // A file in a newly watched place may have changed before the watch was
+                    // added, and no event will tell: look once.
+                    let _ = tx.send(());
+                }
+            })
+            .await;
+            if reloaded.is_err() {
                 error!("reload task panicked; the previous config stays in force");
             }
         }
@@ -412,29 +399,6 @@ async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>) {
     }
 }
 
-/// Whether a file event can change what sluice reads: not a mere access (reading the files
-/// must not trigger another reload), and about one of `names` in a watched directory.
-fn concerns(event: &notify::Event, names: &[OsString]) -> bool {
-    if matches!(event.kind, notify::EventKind::Access(_)) {
-        return false;
-    }
-    event.paths.iter().any(|p| {
-        p.file_name()
-            .is_some_and(|n| names.iter().any(|want| want == n))
-    })
-}
-
-fn file_name(path: &Path) -> OsString {
-    path.file_name().map(OsString::from).unwrap_or_default()
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 fn warn_about_startup_only_changes(running: &Config, new: &Config) {
     if running.listeners != new.listeners {
         warn!("listeners changed in the config file; they apply only after a restart (the rest of the change is applied)");
@@ -458,5 +422,36 @@ fn publish_weights(metrics: &Metrics, current: &Snapshot, previous: Option<&Snap
     }
     for (route, backend, weight) in current.weights_in_force() {
         metrics.weight_gauge(route, backend).set(weight);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+
+    const CONFIG: &str = "listeners: [{ name: http, address: \"127.0.0.1:0\" }]\nupstreams:\n  a: { endpoints: [\"127.0.0.1:1\"] }\nroutes:\n  - { name: r, backends: [{ upstream: a, weight: 1 }] }\n";
+
+    #[test]
+    fn the_last_report_is_read_without_waiting_for_a_reload_in_progress() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sluice.yaml");
+        std::fs::write(&path, CONFIG).expect("write config");
+        let (reloader, _routing) =
+            Reloader::start(&path, Arc::new(Metrics::new())).expect("valid config");
+        let reloader = Arc::new(reloader);
+        std::fs::write(&path, "routes: [").expect("write config");
+        reloader.reload(Trigger::FilesChanged);
+        // A slow reload holds the state for as long as it reads and builds.
+        let reloading = reloader.lock();
+        let (tx, rx) = std_mpsc::channel();
+        let reader = reloader.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.last_report().map(|r| r.result));
+        });
+        let report = rx.recv_timeout(Duration::from_secs(10));
+        drop(reloading);
+        assert_eq!(report, Ok(Some("error")), "answered during the reload");
     }
 }

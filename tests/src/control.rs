@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_control::status::{RolloutStatus, Status};
 
 use crate::client;
 use crate::process::{binary, logged_address, Process};
@@ -38,33 +39,39 @@ impl Control {
         Self { process, admin }
     }
 
-    /// `GET /status`.
-    pub async fn status(&self) -> Value {
-        serde_json::from_str(&client::get_text(&format!("http://{}/status", self.admin)).await)
-            .expect("/status is JSON")
+    /// `GET /status`, as the typed status the CLI reads.
+    pub async fn status(&self) -> Status {
+        let text = client::get_text(&format!("http://{}/status", self.admin)).await;
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("/status is not a Status ({e}): {text}"))
     }
 
     /// The status of rollout `name`.
-    pub async fn rollout(&self, name: &str) -> Value {
-        self.status().await["rollouts"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["name"] == name).cloned())
-            .unwrap_or(Value::Null)
+    pub async fn rollout(&self, name: &str) -> RolloutStatus {
+        let status = self.status().await;
+        status
+            .rollout(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no rollout {name} in {status:?}"))
     }
 
-    /// The phase of rollout `name`.
+    /// The phase of rollout `name`, as spelled in `status`.
     pub async fn phase(&self, name: &str) -> String {
-        self.rollout(name).await["phase"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.rollout(name).await.phase.as_str().to_string()
     }
 
     /// The canary weight the control has in force for `name`.
     pub async fn weight(&self, name: &str) -> f64 {
-        self.rollout(name).await["canary_weight"]
-            .as_f64()
-            .unwrap_or(f64::NAN)
+        self.rollout(name).await.canary_weight.as_f64()
+    }
+
+    /// The message of the last decision of rollout `name` ("" before the first).
+    pub async fn last_message(&self, name: &str) -> String {
+        self.rollout(name)
+            .await
+            .last_decision
+            .map(|d| d.message)
+            .unwrap_or_default()
     }
 
     /// `POST /rollouts/NAME/ACTION`: (status code, JSON answer).

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod process;
 pub mod proxy;
 pub mod rig;
+pub mod servers;
 pub mod tls;
 
 pub use backend::{Backend, Behavior};

@@ -508,3 +508,39 @@ async fn a_config_refused_for_its_weights_file_applies_once_the_weights_are_fixe
         "the refused config applied after the weights fix"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weights_file_moved_to_another_directory_is_watched_there() {
+    let stable = Backend::spawn("stable").await;
+    let canary = Backend::spawn("canary").await;
+    let config = config::split(&stable, &canary, "100", "0");
+    let proxy = Proxy::start(&config);
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let moved = elsewhere.path().join("next-weights.yaml");
+    let moved_config = config.replace(
+        "weights_file: weights.yaml",
+        &format!("weights_file: {}", moved.display()),
+    );
+    assert_ne!(moved_config, config);
+    proxy.write_config(&moved_config);
+    eventually!(
+        proxy.config_json().await["weights_file"].as_str() == moved.to_str(),
+        "the config moving the weights file applied"
+    );
+    // The first write may be found by the look the proxy takes once it watches a new
+    // directory; the second can only be seen through the new watch.
+    std::fs::write(&moved, weights(0, 100)).expect("write moved weights");
+    eventually!(
+        proxy.weight("default", "canary").await == 100.0,
+        "the moved weights file applied"
+    );
+    std::fs::write(&moved, weights(70, 30)).expect("write moved weights");
+    eventually!(
+        proxy.weight("default", "canary").await == 30.0,
+        "a later write of the moved weights file applied"
+    );
+    assert!(proxy
+        .process
+        .logs_with_message("SIGHUP: reloading")
+        .is_empty());
+}

@@ -11,14 +11,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command as ProcessCommand};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::controller::{default_source, Command, Controller, Request, Status};
+use crate::controller::{default_source, Command, Controller, Request};
 use crate::http::HttpClient;
 use crate::rollout::Phase;
+use crate::status::{RolloutStatus, Status};
 use load::LoadStats;
 use upstream::Behavior;
 
@@ -265,7 +266,7 @@ rollouts:
         stats.clone(),
     ));
 
-    let (controller, status) = Controller::new(&config_path, Box::new(default_source))?;
+    let (controller, status) = Controller::new(&config_path, Box::new(default_source)).await?;
     let (commands, requests) = mpsc::channel(4);
     let (stop, stopped) = watch::channel(false);
     let control_task = tokio::spawn(controller.run(requests, async move {
@@ -292,7 +293,7 @@ rollouts:
         rate: options.rate,
     };
     let started = Instant::now();
-    let started_at = unix_now();
+    let started_at = sluice_config::unix_now();
     let live = std::io::stdout().is_terminal();
     let mut printed = 0u64;
     let mut frames = tokio::time::interval(Duration::from_millis(250));
@@ -318,10 +319,7 @@ rollouts:
                 view::frame(&header, &rollout, &stats, started.elapsed(), started_at)
             );
         } else {
-            let unseen = usize::try_from(rollout.decision_count.saturating_sub(printed))
-                .unwrap_or(usize::MAX);
-            let skip = rollout.decisions.len().saturating_sub(unseen);
-            for decision in rollout.decisions.iter().skip(skip) {
+            for decision in rollout.history.iter().filter(|d| d.seq > printed) {
                 println!(
                     "+{:>5.1}s  canary {:>5}%  {:<11} {}",
                     started.elapsed().as_secs_f64(),
@@ -330,7 +328,7 @@ rollouts:
                     decision.message
                 );
             }
-            printed = rollout.decision_count;
+            printed = rollout.decisions;
         }
         let _ = std::io::stdout().flush();
         if matches!(rollout.phase, Phase::Succeeded | Phase::RolledBack) {
@@ -351,14 +349,8 @@ rollouts:
     Ok(())
 }
 
-fn current(status: &watch::Receiver<Status>) -> Option<crate::controller::RolloutStatus> {
+fn current(status: &watch::Receiver<Status>) -> Option<RolloutStatus> {
     status.borrow().rollouts.first().cloned()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Three distinct free ports on 127.0.0.1 (bound, then released for the children to use).

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::load::LoadStats;
 use crate::analysis::{millis, percent};
-use crate::controller::RolloutStatus;
 use crate::rollout::Phase;
+use crate::status::RolloutStatus;
 
 /// Static facts shown in the header.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub(super) fn frame(
         header.rate,
         rollout.interval_seconds,
         percent(a.max_error_rate),
-        a.max_p95.map_or("-".into(), |d| millis(d.as_secs_f64())),
+        a.max_p95_seconds.map_or("-".into(), millis),
         a.min_requests
     );
     let _ = writeln!(out);
@@ -96,7 +96,7 @@ pub(super) fn frame(
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "  decisions");
-    for decision in rollout.decisions.iter().rev().take(8).rev() {
+    for decision in rollout.history.iter().rev().take(8).rev() {
         let _ = writeln!(
             out,
             "  +{:>3}s  {:<11} {}",

@@ -54,12 +54,17 @@ fn check(verdict: Verdict) -> Check {
     }
 }
 
+/// The canary weight a decision writes.
+fn canary(decision: &Decision) -> Option<Weight> {
+    decision.write.map(|w| w.canary)
+}
+
 fn pct(state: &RolloutState) -> u64 {
     state.canary_weight.hundredths() / 100
 }
 
 fn apply(r: &Rollout, state: RolloutState, event: Event) -> (Decision, RolloutState) {
-    decide(r, &state, event).unwrap_or_else(|e| panic!("refused: {e}"))
+    decide(r, &state, event, 1000).unwrap_or_else(|e| panic!("refused: {e}"))
 }
 
 fn started(r: &Rollout) -> RolloutState {
@@ -86,7 +91,7 @@ fn healthy_checks_walk_every_step_then_succeed() {
         },
     );
     assert_eq!(
-        (decision.action, decision.write, state.phase),
+        (decision.action, canary(&decision), state.phase),
         (
             Action::Started,
             Some(Weight::from_hundredths(500)),
@@ -99,7 +104,7 @@ fn healthy_checks_walk_every_step_then_succeed() {
         state = next;
         seen.push(pct(&state));
         if decision.action == Action::Succeeded {
-            assert_eq!(decision.write, Some(Weight::from_hundredths(10_000)));
+            assert_eq!(canary(&decision), Some(Weight::from_hundredths(10_000)));
             break;
         }
         assert_eq!(decision.action, Action::Advanced);
@@ -114,7 +119,7 @@ fn consecutive_failures_roll_back_at_the_limit_and_a_pass_resets_them() {
     let state = started(&r);
     let (d, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
     assert_eq!(
-        (d.action, d.write, state.failures),
+        (d.action, canary(&d), state.failures),
         (Action::Failed, None, 1)
     );
     let (d, state) = apply(&r, state, Event::Check(check(Verdict::Pass)));
@@ -125,7 +130,7 @@ fn consecutive_failures_roll_back_at_the_limit_and_a_pass_resets_them() {
     let (_, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
     let (d, state) = apply(&r, state, Event::Check(check(Verdict::Fail)));
     assert_eq!(
-        (d.action, d.write, state.phase),
+        (d.action, canary(&d), state.phase),
         (
             Action::RolledBack,
             Some(Weight::from_hundredths(0)),
@@ -159,7 +164,7 @@ fn inconclusive_holds_without_failing() {
     let mut state = started(&r);
     for _ in 0..10 {
         let (d, next) = apply(&r, state, Event::Check(check(Verdict::Inconclusive)));
-        assert_eq!((d.action, d.write), (Action::Held, None));
+        assert_eq!((d.action, canary(&d)), (Action::Held, None));
         state = next;
     }
     assert_eq!(
@@ -177,12 +182,12 @@ fn operator_commands() {
     let (d, state) = apply(&r, state, Event::Pause);
     assert_eq!((d.action, state.phase), (Action::Paused, Phase::Paused));
     assert!(
-        decide(&r, &state, Event::Check(check(Verdict::Pass))).is_err(),
+        decide(&r, &state, Event::Check(check(Verdict::Pass)), 1000).is_err(),
         "no checks while paused"
     );
     let (d, state) = apply(&r, state, Event::Resume);
     assert_eq!(
-        (d.action, d.write, state.phase),
+        (d.action, canary(&d), state.phase),
         (
             Action::Resumed,
             Some(Weight::from_hundredths(1000)),
@@ -233,7 +238,7 @@ fn refusals_say_why() {
         Event::Resume,
         Event::Retry,
     ] {
-        let refusal = decide(&r, &idle, event.clone()).expect_err("idle refuses");
+        let refusal = decide(&r, &idle, event.clone(), 1000).expect_err("idle refuses");
         assert_eq!(refusal.phase, "idle", "{event:?}");
     }
     let running = started(&r);
@@ -244,14 +249,15 @@ fn refusals_say_why() {
             automatic: false,
             reason: "cli".into(),
         },
+        1000,
     )
     .expect_err("running");
     assert_eq!(
         refusal.to_string(),
         "rollout \"myapp\" is progressing: it is already running; abort it first to start over"
     );
-    assert!(decide(&r, &running, Event::Resume).is_err());
-    assert!(decide(&r, &running, Event::Retry).is_err());
+    assert!(decide(&r, &running, Event::Resume, 1000).is_err());
+    assert!(decide(&r, &running, Event::Retry, 1000).is_err());
 }
 
 #[test]
@@ -278,7 +284,7 @@ fn a_hand_edit_pauses_and_keeps_the_hand_weights() {
         Event::HandEdited("stable=50 canary=50".into()),
     );
     assert_eq!(
-        (d.action, d.write, state.phase),
+        (d.action, canary(&d), state.phase),
         (Action::Paused, None, Phase::Paused)
     );
     assert!(state
@@ -287,7 +293,7 @@ fn a_hand_edit_pauses_and_keeps_the_hand_weights() {
         .is_some_and(|r| r.contains("edited by hand")));
     // Resume re-asserts the rollout's weight.
     let (d, _) = apply(&r, state, Event::Resume);
-    assert_eq!(d.write, Some(Weight::from_hundredths(500)));
+    assert_eq!(canary(&d), Some(Weight::from_hundredths(500)));
 }
 
 #[test]
@@ -296,12 +302,12 @@ fn a_succeeded_rollout_hands_traffic_back_when_stable_takes_the_new_version() {
     let (_, done) = apply(&r, started(&r), Event::PromoteFull);
     let (d, state) = apply(&r, done, Event::StablePromoted("v2".into()));
     assert_eq!(
-        (d.action, d.write, state.phase),
+        (d.action, canary(&d), state.phase),
         (
             Action::HandedBack,
             Some(Weight::from_hundredths(0)),
             Phase::Succeeded
         )
     );
-    assert!(decide(&r, &started(&r), Event::StablePromoted("v2".into())).is_err());
+    assert!(decide(&r, &started(&r), Event::StablePromoted("v2".into()), 1000).is_err());
 }

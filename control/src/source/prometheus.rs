@@ -4,11 +4,15 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_config::metric_names::{
+    BACKEND_FAILOVERS, LABEL_BACKEND, LABEL_CODE, LABEL_ROUTE, REQUESTS_TOTAL,
+    REQUEST_DURATION_BUCKET,
+};
 use sluice_config::Rollout;
 
 use super::{BoxFuture, MeasureError, MetricSource};
 use crate::http::HttpClient;
-use crate::window::{BackendWindow, Measurement, DURATION_BUCKET, FAILOVERS, REQUESTS};
+use crate::window::{BackendWindow, Measurement};
 
 /// Queries `url`'s `/api/v1/query`.
 #[derive(Debug)]
@@ -40,17 +44,17 @@ impl PrometheusSource {
     /// (requests incl. failovers, failures incl. failovers, p95).
     pub fn queries(route: &str, backend: &str, range: u64) -> [String; 3] {
         let selector = format!(
-            "route=\"{}\",backend=\"{}\"",
+            "{LABEL_ROUTE}=\"{}\",{LABEL_BACKEND}=\"{}\"",
             escape(route),
             escape(backend)
         );
-        let failovers = format!("sum(increase({FAILOVERS}{{{selector}}}[{range}ms]))");
+        let failovers = format!("sum(increase({BACKEND_FAILOVERS}{{{selector}}}[{range}ms]))");
         [
-            format!("sum(increase({REQUESTS}{{{selector}}}[{range}ms])) + ({failovers} or vector(0))"),
+            format!("sum(increase({REQUESTS_TOTAL}{{{selector}}}[{range}ms])) + ({failovers} or vector(0))"),
             format!(
-                "(sum(increase({REQUESTS}{{{selector},code=~\"5..\"}}[{range}ms])) or vector(0)) + ({failovers} or vector(0))"
+                "(sum(increase({REQUESTS_TOTAL}{{{selector},{LABEL_CODE}=~\"5..\"}}[{range}ms])) or vector(0)) + ({failovers} or vector(0))"
             ),
-            format!("histogram_quantile(0.95, sum by (le) (rate({DURATION_BUCKET}{{{selector}}}[{range}ms])))"),
+            format!("histogram_quantile(0.95, sum by (le) (rate({REQUEST_DURATION_BUCKET}{{{selector}}}[{range}ms])))"),
         ]
     }
 
