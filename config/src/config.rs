@@ -9,7 +9,7 @@ use crate::address::Address;
 use crate::check::Checker;
 use crate::document::{Document, Format, MAX_FILE_BYTES};
 use crate::error::{ConfigError, FieldPath, Invalid, Problem};
-use crate::listener::{compile_listeners, Listener};
+use crate::listener::{compile_listeners, compile_server_tls, Listener, ServerTls};
 use crate::raw::RawConfig;
 use crate::rollout::{compile_rollouts, Rollout};
 use crate::route::{compile_routes, RouteTable};
@@ -51,6 +51,11 @@ pub struct Control {
     pub admin: Address,
     /// The persisted rollout state.
     pub state: PathBuf,
+    /// Who may call the admin endpoint: the tokens file (`None`: anyone who can reach it,
+    /// which `sluice-control run` allows on a loopback address only).
+    pub tokens_file: Option<PathBuf>,
+    /// TLS on the admin endpoint; with `client_ca`, callers present certificates (mTLS).
+    pub tls: Option<ServerTls>,
 }
 
 impl Config {
@@ -182,9 +187,35 @@ fn compile_control(check: &mut Checker<'_>, raw: &RawConfig) -> Option<Control> 
         check.report(path.key("state"), Invalid::Empty("state"));
         return None;
     }
+    let auth = raw_control.and_then(|c| c.auth.as_ref());
+    let tokens_file = match auth {
+        None => Ok(None),
+        Some(auth) => check
+            .required(&auth.tokens_file, &path.key("auth"), "tokens_file")
+            .and_then(|f| {
+                if f.trim().is_empty() {
+                    check.report(
+                        path.key("auth").key("tokens_file"),
+                        Invalid::Empty("tokens_file"),
+                    );
+                    None
+                } else {
+                    Some(Some(check.resolve(f)))
+                }
+            })
+            .ok_or(()),
+    };
+    let tls = match raw_control.and_then(|c| c.tls.as_ref()) {
+        None => Ok(None),
+        Some(raw) => compile_server_tls(check, raw, &path.key("tls"), false)
+            .map(Some)
+            .ok_or(()),
+    };
     Some(Control {
         admin: admin?,
         state: check.resolve(&state),
+        tokens_file: tokens_file.ok()?,
+        tls: tls.ok()?,
     })
 }
 

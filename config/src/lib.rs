@@ -25,6 +25,7 @@ mod rollout;
 mod route;
 mod source_map;
 mod split;
+mod tokens;
 mod upstream;
 mod weights;
 
@@ -45,4 +46,5 @@ pub use split::{Backend, Split, Weight, MAX_WEIGHT, WEIGHT_SCALE};
 pub use upstream::{
     ClientTls, OutlierDetection, Upstream, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
 };
+pub use tokens::{Caller, Credential, Role, Secret, Tokens, MIN_TOKEN_LENGTH};
 pub use weights::{WeightEntry, Weights};

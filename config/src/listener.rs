@@ -87,7 +87,7 @@ pub(crate) fn compile_listeners(
         // `Err` when TLS is configured but invalid (already reported).
         let tls = match &listener.tls {
             None => Ok(None),
-            Some(raw) => compile_server_tls(check, raw, &path.key("tls"))
+            Some(raw) => compile_server_tls(check, raw, &path.key("tls"), true)
                 .map(Some)
                 .ok_or(()),
         };
@@ -109,21 +109,32 @@ pub(crate) fn compile_listeners(
     listeners
 }
 
-fn compile_server_tls(
+/// TLS settings; with `must_exist`, each file must be readable now (the proxy's listeners),
+/// otherwise paths are only resolved (the control's, which the proxy validates but never
+/// reads: its sidecars need not mount them).
+pub(crate) fn compile_server_tls(
     check: &mut Checker<'_>,
     raw: &RawServerTls,
     path: &FieldPath,
+    must_exist: bool,
 ) -> Option<ServerTls> {
+    let file = |check: &mut Checker<'_>, text: &str, at: FieldPath| {
+        if must_exist {
+            check.file(text, at)
+        } else {
+            Some(check.resolve(text))
+        }
+    };
     let cert = check
         .required(&raw.cert, path, "cert")
-        .and_then(|c| check.file(c, path.key("cert")));
+        .and_then(|c| file(check, c, path.key("cert")));
     let key = check
         .required(&raw.key, path, "key")
-        .and_then(|k| check.file(k, path.key("key")));
+        .and_then(|k| file(check, k, path.key("key")));
     let client_ca = raw
         .client_ca
         .as_ref()
-        .map(|ca| check.file(ca, path.key("client_ca")));
+        .map(|ca| file(check, ca, path.key("client_ca")));
     Some(ServerTls {
         cert: cert?,
         key: key?,

@@ -130,6 +130,13 @@ pub struct RawBackend {
 pub struct RawControl {
     pub admin: Option<String>,
     pub state: Option<String>,
+    pub auth: Option<RawAuth>,
+    pub tls: Option<RawServerTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuth {
+    pub tokens_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +178,20 @@ pub struct RawPrometheus {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawWeights {
     pub routes: Option<OrderedMap<OrderedMap<Scalar>>>,
+}
+
+/// The control's tokens file: `tokens: [{ name, role, token | token_sha256 }]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTokens {
+    pub tokens: Option<Vec<RawToken>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawToken {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub token: Option<String>,
+    pub token_sha256: Option<String>,
 }
 
 /// Every key the schema knows, to suggest the closest one for a typo.
@@ -236,6 +257,12 @@ const KNOWN_KEYS: &[&str] = &[
     "targets",
     "prometheus",
     "url",
+    "auth",
+    "tokens_file",
+    "tokens",
+    "role",
+    "token",
+    "token_sha256",
 ];
 
 /// `" (did you mean \"weight\"?)"` for a near miss, empty otherwise.

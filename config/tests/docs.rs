@@ -17,7 +17,7 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
 };
 use serde::Deserialize;
-use sluice_config::raw::{RawConfig, RawWeights};
+use sluice_config::raw::{RawConfig, RawTokens, RawWeights};
 
 /// Deeper than any real schema nesting: a guard against a recursive type looping forever.
 const MAX_DEPTH: usize = 16;
@@ -27,6 +27,8 @@ const CONFIG_DOC: &str = "docs/config.md";
 
 /// The heading (after `## `) of the weights file's section in `docs/config.md`.
 const WEIGHTS_SECTION: &str = "Weights file";
+/// The heading (after `## `) of the control's tokens file's section in `docs/config.md`.
+const TOKENS_SECTION: &str = "Tokens file";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -276,8 +278,8 @@ impl<'de> MapAccess<'de> for OneEntry<'_> {
 struct DocumentedKeys {
     /// Full dotted path → the line that documents it.
     config: BTreeMap<String, usize>,
-    /// Keys of the weights file (its own section).
-    weights: BTreeMap<String, usize>,
+    /// Keys of the files beside the config (weights, tokens), by their section heading.
+    files: BTreeMap<&'static str, BTreeMap<String, usize>>,
 }
 
 /// Reads the key tables: under a `## ` heading that starts with a backticked top-level key,
@@ -288,7 +290,7 @@ fn documented_keys(text: &str) -> DocumentedKeys {
     enum Section {
         Prose,
         Config(String),
-        Weights,
+        File(&'static str),
     }
     let token = Regex::new(r"`([^`]+)`").expect("valid regex");
     let mut documented = DocumentedKeys::default();
@@ -311,7 +313,8 @@ fn documented_keys(text: &str) -> DocumentedKeys {
                     documented.config.entry(key.clone()).or_insert(number);
                     Section::Config(key)
                 }
-                _ if heading.starts_with(WEIGHTS_SECTION) => Section::Weights,
+                _ if heading.starts_with(WEIGHTS_SECTION) => Section::File(WEIGHTS_SECTION),
+                _ if heading.starts_with(TOKENS_SECTION) => Section::File(TOKENS_SECTION),
                 _ => Section::Prose,
             };
             continue;
@@ -333,8 +336,13 @@ fn documented_keys(text: &str) -> DocumentedKeys {
                         .entry(format!("{top}.{key}"))
                         .or_insert(number);
                 }
-                Section::Weights => {
-                    documented.weights.entry(key.to_string()).or_insert(number);
+                Section::File(file) => {
+                    documented
+                        .files
+                        .entry(file)
+                        .or_default()
+                        .entry(key.to_string())
+                        .or_insert(number);
                 }
             }
         }
@@ -412,24 +420,37 @@ fn every_config_key_is_documented_and_nothing_else() {
     assert!(message.is_empty(), "{message}");
 }
 
-#[test]
-fn every_weights_file_key_is_documented_and_nothing_else() {
-    let accepted = key_paths::<RawWeights>();
+/// Both directions for the keys of a file beside the config, documented under `## {section}`.
+fn check_file_keys(section: &'static str, schema: &str, accepted: BTreeSet<String>) {
     let text = read(&repo_root().join(CONFIG_DOC));
-    let documented: BTreeSet<String> = documented_keys(&text).weights.into_keys().collect();
+    let documented: BTreeSet<String> = documented_keys(&text)
+        .files
+        .remove(section)
+        .unwrap_or_default()
+        .into_keys()
+        .collect();
     let extra: Vec<&String> = documented.difference(&accepted).collect();
     let missing: Vec<&String> = accepted.difference(&documented).collect();
     assert!(
         extra.is_empty(),
-        "documented in {CONFIG_DOC} (section \"## {WEIGHTS_SECTION}...\") but not accepted by \
-         the weights file (RawWeights in config/src/raw.rs): {extra:?}"
+        "documented in {CONFIG_DOC} (section \"## {section}...\") but not accepted by \
+         {schema} in config/src/raw.rs: {extra:?}"
     );
     assert!(
         missing.is_empty(),
-        "accepted by the weights file (RawWeights in config/src/raw.rs) but not documented in \
-         {CONFIG_DOC}: add a row for each to the key table under \"## {WEIGHTS_SECTION}...\": \
-         {missing:?}"
+        "accepted by {schema} in config/src/raw.rs but not documented in {CONFIG_DOC}: add a \
+         row for each to the key table under \"## {section}...\": {missing:?}"
     );
+}
+
+#[test]
+fn every_weights_file_key_is_documented_and_nothing_else() {
+    check_file_keys(WEIGHTS_SECTION, "RawWeights", key_paths::<RawWeights>());
+}
+
+#[test]
+fn every_tokens_file_key_is_documented_and_nothing_else() {
+    check_file_keys(TOKENS_SECTION, "RawTokens", key_paths::<RawTokens>());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 //! The control's admin endpoint: `GET /status` (JSON), `GET /metrics`, `GET /health`, and the
 //! commands `POST /rollouts/NAME/{start,promote,abort,pause,resume,retry}` (`?full=true` on
-//! promote).
+//! promote), each checked against the caller's role when authentication is on, optionally
+//! over TLS with client certificates.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -13,16 +16,22 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::json;
-use tokio::net::TcpListener;
+use sluice_config::Role;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::debug;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
 
+use crate::auth::{Access, Denied, Identity};
 use crate::controller::{Command, CommandError, Request as ControlRequest};
 use crate::metrics::ControlMetrics;
 use crate::status::Status;
 
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the admin endpoint serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Admin {
     /// The controller's status.
     pub status: watch::Receiver<Status>,
@@ -30,6 +39,27 @@ pub struct Admin {
     pub metrics: Arc<ControlMetrics>,
     /// Where commands go.
     pub commands: mpsc::Sender<ControlRequest>,
+    /// Who may do what.
+    pub access: Arc<Access>,
+    /// TLS termination (with client certificates when the config names a `client_ca`).
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("access", &self.access)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the endpoint knows about a connection's peer.
+#[derive(Clone, Debug)]
+struct Peer {
+    address: IpAddr,
+    /// The verified client certificate's subject common name.
+    certificate: Option<String>,
 }
 
 impl Admin {
@@ -37,29 +67,94 @@ impl Admin {
     pub async fn serve(self, socket: TcpListener) {
         let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
         loop {
-            let Ok((tcp, _)) = socket.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let Ok((tcp, peer)) = socket.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             let admin = self.clone();
             let builder = builder.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.answer(req).await) }
-                });
-                if let Err(e) = builder.serve_connection(TokioIo::new(tcp), service).await {
-                    debug!(error = %e, "admin connection ended with an error");
-                }
-            });
+            tokio::spawn(async move { admin.connection(tcp, peer, &builder).await });
         }
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn connection(
+        self,
+        tcp: TcpStream,
+        address: SocketAddr,
+        builder: &auto::Builder<TokioExecutor>,
+    ) {
+        let Some(acceptor) = self.tls.clone() else {
+            let peer = Peer {
+                address: address.ip(),
+                certificate: None,
+            };
+            self.serve_http(TokioIo::new(tcp), peer, builder).await;
+            return;
+        };
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                // Without a client certificate from the right CA, this is where it ends.
+                debug!(client.addr = %address, error = %e, "admin TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(client.addr = %address, "admin TLS handshake timed out");
+                return;
+            }
+        };
+        let certificate = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| subject_name(cert.as_ref()));
+        let peer = Peer {
+            address: address.ip(),
+            certificate,
+        };
+        self.serve_http(TokioIo::new(tls), peer, builder).await;
+    }
+
+    async fn serve_http<I>(self, io: I, peer: Peer, builder: &auto::Builder<TokioExecutor>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |req| {
+            let admin = self.clone();
+            let peer = peer.clone();
+            async move { Ok::<_, Infallible>(admin.answer(req, &peer).await) }
+        });
+        if let Err(e) = builder.serve_connection(io, service).await {
+            debug!(error = %e, "admin connection ended with an error");
+        }
+    }
+
+    async fn answer(&self, req: Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
-        match (req.method(), path.as_str()) {
-            (&Method::GET, "/status") => {
+        let route = match route(req.method(), &path, &query) {
+            Ok(route) => route,
+            Err(response) => return response,
+        };
+        if matches!(route, Route::Health) {
+            return json_response(StatusCode::OK, &json!({"ok": true}));
+        }
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        let identity = self
+            .access
+            .identify(authorization, peer.certificate.as_deref(), peer.address)
+            .and_then(|identity| identity.may(route.needs()).map(|()| identity));
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(denied) => return self.denied(&denied, &route, peer),
+        };
+        match route {
+            Route::Health => json_response(StatusCode::OK, &json!({"ok": true})),
+            Route::Status => {
                 let status = self.status.borrow().clone();
                 match serde_json::to_value(&status) {
                     Ok(body) => json_response(StatusCode::OK, &body),
@@ -69,7 +164,7 @@ impl Admin {
                     ),
                 }
             }
-            (&Method::GET, "/metrics") => {
+            Route::Metrics => {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -77,48 +172,41 @@ impl Admin {
                 );
                 response
             }
-            (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"ok": true})),
-            (&Method::POST, p) if p.starts_with("/rollouts/") => {
-                let parts: Vec<&str> = p.trim_start_matches("/rollouts/").split('/').collect();
-                let full = query
-                    .split('&')
-                    .any(|kv| kv == "full=true" || kv == "full=1");
-                let command = match parts.as_slice() {
-                    [_, "start"] => Command::Start,
-                    [_, "promote"] if full => Command::PromoteFull,
-                    [_, "promote"] => Command::Promote,
-                    [_, "abort"] => Command::Abort,
-                    [_, "pause"] => Command::Pause,
-                    [_, "resume"] => Command::Resume,
-                    [_, "retry"] => Command::Retry,
-                    _ => {
-                        return json_response(
-                            StatusCode::NOT_FOUND,
-                            &json!({"error": "use POST /rollouts/NAME/{start,promote,abort,pause,resume,retry}"}),
-                        )
-                    }
-                };
-                // A path segment is percent-encoded (`+` is a plus sign, not a space).
-                let Ok(name) = percent_encoding::percent_decode_str(parts[0]).decode_utf8() else {
-                    return json_response(
-                        StatusCode::BAD_REQUEST,
-                        &json!({"error": "the rollout name in the path is not UTF-8"}),
-                    );
-                };
-                self.command(name.into_owned(), command).await
-            }
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                &json!({"error": "not found: GET /status, /metrics, /health; POST /rollouts/NAME/ACTION"}),
-            ),
+            Route::Command(name, command) => self.command(name, command, identity).await,
         }
     }
 
-    async fn command(&self, rollout: String, command: Command) -> Response<Full<Bytes>> {
+    /// A refused request: counted, logged (never with the token), answered 401 or 403.
+    fn denied(&self, denied: &Denied, route: &Route, peer: &Peer) -> Response<Full<Bytes>> {
+        self.metrics.auth_failure(denied.reason());
+        warn!(
+            client.addr = %peer.address,
+            request = route.describe(),
+            reason = denied.reason(),
+            "admin request refused: {denied}"
+        );
+        let status = StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::FORBIDDEN);
+        let mut response = json_response(status, &json!({"error": denied.to_string()}));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sluice-control\""),
+            );
+        }
+        response
+    }
+
+    async fn command(
+        &self,
+        rollout: String,
+        command: Command,
+        identity: Identity,
+    ) -> Response<Full<Bytes>> {
         let (reply, answer) = oneshot::channel();
         let request = ControlRequest {
             rollout,
             command,
+            caller: identity.caller,
             reply,
         };
         if self.commands.send(request).await.is_err() {
@@ -145,6 +233,96 @@ impl Admin {
             ),
         }
     }
+}
+
+/// What a request asks for.
+#[derive(Debug)]
+enum Route {
+    Health,
+    Status,
+    Metrics,
+    Command(String, Command),
+}
+
+impl Route {
+    /// The role a request needs: `read` to look, `operate` to pause and resume, `release`
+    /// to move traffic (start, promote, abort, retry).
+    fn needs(&self) -> Role {
+        match self {
+            Self::Health | Self::Status | Self::Metrics => Role::Read,
+            Self::Command(_, Command::Pause | Command::Resume) => Role::Operate,
+            Self::Command(..) => Role::Release,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Health => "GET /health".into(),
+            Self::Status => "GET /status".into(),
+            Self::Metrics => "GET /metrics".into(),
+            Self::Command(name, command) => format!("{} {name}", command.as_str()),
+        }
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn route(method: &Method, path: &str, query: &str) -> Result<Route, Response<Full<Bytes>>> {
+    match (method, path) {
+        (&Method::GET, "/health") => Ok(Route::Health),
+        (&Method::GET, "/status") => Ok(Route::Status),
+        (&Method::GET, "/metrics") => Ok(Route::Metrics),
+        (&Method::POST, p) if p.starts_with("/rollouts/") => {
+            let parts: Vec<&str> = p.trim_start_matches("/rollouts/").split('/').collect();
+            let full = query
+                .split('&')
+                .any(|kv| kv == "full=true" || kv == "full=1");
+            let command = match parts.as_slice() {
+                [_, "start"] => Command::Start,
+                [_, "promote"] if full => Command::PromoteFull,
+                [_, "promote"] => Command::Promote,
+                [_, "abort"] => Command::Abort,
+                [_, "pause"] => Command::Pause,
+                [_, "resume"] => Command::Resume,
+                [_, "retry"] => Command::Retry,
+                _ => {
+                    return Err(json_response(
+                        StatusCode::NOT_FOUND,
+                        &json!({"error": "use POST /rollouts/NAME/{start,promote,abort,pause,resume,retry}"}),
+                    ))
+                }
+            };
+            // A path segment is percent-encoded (`+` is a plus sign, not a space).
+            let Ok(name) = percent_encoding::percent_decode_str(parts[0]).decode_utf8() else {
+                return Err(json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": "the rollout name in the path is not UTF-8"}),
+                ));
+            };
+            Ok(Route::Command(name.into_owned(), command))
+        }
+        _ => Err(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not found: GET /status, /metrics, /health; POST /rollouts/NAME/ACTION"}),
+        )),
+    }
+}
+
+/// The subject common name of a DER certificate (else its first DNS name).
+fn subject_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    if let Some(cn) = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+    {
+        return Some(cn.to_string());
+    }
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_string()),
+        _ => None,
+    })
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {

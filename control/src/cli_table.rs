@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::analysis::{millis, percent};
 use crate::rollout::Phase;
-use crate::status::Status;
+use crate::status::{RolloutStatus, Status};
 
 /// Renders the status as a table, one rollout per line, then notes per rollout.
 pub fn render(status: &Status, now: u64) -> String {
@@ -98,6 +98,35 @@ pub fn render(status: &Status, now: u64) -> String {
     out
 }
 
+/// Renders a rollout's history, oldest first: one line per decision or command.
+pub fn render_history(rollout: &RolloutStatus, now: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} decision(s); the last {} kept",
+        rollout.name,
+        rollout.decisions,
+        rollout.history.len()
+    );
+    for record in &rollout.history {
+        let by = record
+            .by
+            .as_deref()
+            .map_or(String::new(), |by| format!("  [{by}]"));
+        let _ = writeln!(
+            out,
+            "#{:<4} {:>9}  {:<11} {:<12} canary {:>5}%  {}{by}",
+            record.seq,
+            ago(now, record.at),
+            record.action.as_str(),
+            record.phase.as_str(),
+            record.canary_weight,
+            record.message
+        );
+    }
+    out
+}
+
 fn ago(now: u64, at: u64) -> String {
     let seconds = now.saturating_sub(at);
     match seconds {
@@ -157,6 +186,7 @@ mod tests {
             phase: Phase::Progressing,
             canary_weight: percent(25),
             check: Some(check.clone()),
+            by: None,
         };
         let state = RolloutState {
             phase: Phase::Progressing,

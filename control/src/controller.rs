@@ -15,9 +15,12 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::analysis::{judge, unmeasurable, Check};
+use crate::auth::Caller;
 use crate::measure::{Measured, Measurer};
 use crate::metrics::ControlMetrics;
-use crate::rollout::{decide, Action, Decision, Event, Phase, Refusal, RolloutState};
+use crate::rollout::{
+    decide, refused, Action, Context, Decision, Event, Phase, Refusal, RolloutState,
+};
 use crate::source::{MetricSource, PrometheusSource, ScrapeSource};
 use crate::status::{RolloutStatus, Status};
 use crate::store::{FileStore, Store, StoreError, WriteError};
@@ -47,6 +50,21 @@ pub enum Command {
     Retry,
 }
 
+impl Command {
+    /// The command as typed on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Promote => "promote",
+            Self::PromoteFull => "promote --full",
+            Self::Abort => "abort",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Retry => "retry",
+        }
+    }
+}
+
 /// A command for one rollout, with where to send the answer.
 #[derive(Debug)]
 pub struct Request {
@@ -54,6 +72,8 @@ pub struct Request {
     pub rollout: String,
     /// What to do.
     pub command: Command,
+    /// Who asked (for the audit trail).
+    pub caller: Caller,
     /// The decision's message, or why not.
     pub reply: oneshot::Sender<Result<String, CommandError>>,
 }
@@ -261,7 +281,7 @@ impl Controller {
                 () = sleep_until(due), if due.is_some() => self.ask_due_measurements(),
                 Some(measured) = self.measured.1.recv() => self.measured(measured).await,
                 Some(request) = requests.recv() => {
-                    let result = self.command(&request.rollout, request.command).await;
+                    let result = self.command(&request).await;
                     let _ = request.reply.send(result);
                 }
                 _ = poll.tick() => {
@@ -274,7 +294,24 @@ impl Controller {
         }
     }
 
-    async fn command(&mut self, name: &str, command: Command) -> Result<String, CommandError> {
+    /// Carries out an operator's command. Every command leaves one log line (the decision's,
+    /// or the refusal's) naming the caller; a refused one is also kept in the history.
+    async fn command(&mut self, request: &Request) -> Result<String, CommandError> {
+        let result = self.try_command(request).await;
+        if let Err(e) = &result {
+            warn!(
+                rollout = %request.rollout,
+                command = request.command.as_str(),
+                caller = %request.caller,
+                error = %e,
+                "command refused"
+            );
+        }
+        result
+    }
+
+    async fn try_command(&mut self, request: &Request) -> Result<String, CommandError> {
+        let name = request.rollout.as_str();
         let Some(index) = self.index(name) else {
             let known: Vec<&str> = self
                 .managed
@@ -290,10 +327,10 @@ impl Controller {
                 },
             });
         };
-        let event = match command {
+        let event = match request.command {
             Command::Start => Event::Start {
                 automatic: false,
-                reason: "started by an operator".into(),
+                reason: String::new(),
             },
             Command::Promote => Event::Promote,
             Command::PromoteFull => Event::PromoteFull,
@@ -302,7 +339,24 @@ impl Controller {
             Command::Resume => Event::Resume,
             Command::Retry => Event::Retry,
         };
-        self.apply(index, event).await.map(|d| d.message)
+        let context = Context {
+            at: unix_now(),
+            by: Some(request.caller.to_string()),
+        };
+        let m = &self.managed[index];
+        match decide(&m.rollout, &m.state, event, &context) {
+            Ok((decision, next)) => self
+                .carry_out(index, decision, next)
+                .await
+                .map(|d| d.message),
+            Err(refusal) => {
+                let next = refused(&m.state, request.command.as_str(), &refusal, &context);
+                self.commit(index, next);
+                self.save(index).await;
+                self.publish();
+                Err(CommandError::Refused(refusal))
+            }
+        }
     }
 
     fn index(&self, name: &str) -> Option<usize> {
@@ -375,7 +429,11 @@ impl Controller {
     /// Decides `event` for rollout `index`, then carries the decision out.
     async fn apply(&mut self, index: usize, event: Event) -> Result<Decision, CommandError> {
         let m = &self.managed[index];
-        let (decision, next) = decide(&m.rollout, &m.state, event, unix_now())?;
+        let context = Context {
+            at: unix_now(),
+            by: None,
+        };
+        let (decision, next) = decide(&m.rollout, &m.state, event, &context)?;
         self.carry_out(index, decision, next).await
     }
 
@@ -419,11 +477,9 @@ impl Controller {
             }
         }
         let was = m.state.phase;
+        self.commit(index, next);
+        self.save(index).await;
         let m = &mut self.managed[index];
-        m.state = next;
-        if let Err(e) = self.store.save_state(&m.rollout.name, &m.state).await {
-            error!(rollout = %m.rollout.name, error = %e, "cannot persist rollout state");
-        }
         log_decision(&m.rollout.name, &decision, &m.state);
         self.metrics.state(&m.rollout.name, &m.state);
         let progressing = m.state.phase == Phase::Progressing;
@@ -435,6 +491,22 @@ impl Controller {
         }
         self.publish();
         Ok(decision)
+    }
+
+    fn commit(&mut self, index: usize, next: RolloutState) {
+        self.managed[index].state = next;
+    }
+
+    /// Persists rollout `index`'s state; a failure is logged (the state in memory goes on).
+    fn save(&self, index: usize) -> impl Future<Output = ()> + Send + 'static {
+        let store = self.store.clone();
+        let name = self.managed[index].rollout.name.clone();
+        let state = self.managed[index].state.clone();
+        async move {
+            if let Err(e) = store.save_state(&name, &state).await {
+                error!(rollout = %name, error = %e, "cannot persist rollout state");
+            }
+        }
     }
 
     async fn detect_hand_edits(&mut self) {
@@ -619,7 +691,9 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// One log line per decision, with the numbers of the check that made it.
 fn log_decision(rollout: &str, decision: &Decision, state: &RolloutState) {
-    let check: Option<&Check> = state.history.last().and_then(|r| r.check.as_ref());
+    let record = state.history.last();
+    let check: Option<&Check> = record.and_then(|r| r.check.as_ref());
+    let by = record.and_then(|r| r.by.as_deref());
     let (requests, error_rate, p95) = check.map_or((None, None, None), |c| {
         (Some(c.requests), c.error_rate, c.p95)
     });
@@ -630,7 +704,7 @@ fn log_decision(rollout: &str, decision: &Decision, state: &RolloutState) {
             action = decision.action.as_str(),
             phase = state.phase.as_str(),
             canary_weight = %state.canary_weight,
-            requests, error_rate, p95_seconds = p95,
+            requests, error_rate, p95_seconds = p95, by,
             "{}", decision.message
         ),
         _ => info!(
@@ -638,7 +712,7 @@ fn log_decision(rollout: &str, decision: &Decision, state: &RolloutState) {
             action = decision.action.as_str(),
             phase = state.phase.as_str(),
             canary_weight = %state.canary_weight,
-            requests, error_rate, p95_seconds = p95,
+            requests, error_rate, p95_seconds = p95, by,
             "{}", decision.message
         ),
     }

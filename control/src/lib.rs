@@ -10,7 +10,9 @@
 //! the one-command demonstration ([`demo`]).
 
 pub mod admin;
+pub mod admin_client;
 pub mod analysis;
+pub mod auth;
 pub mod cli_table;
 pub mod controller;
 pub mod demo;

@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_config::{parse_duration, Config};
 use sluice_control::admin::Admin;
+use sluice_control::admin_client::{AdminClient, AdminError};
+use sluice_control::auth::Access;
 use sluice_control::controller::{default_source, Controller};
 use sluice_control::demo::{self, DemoOptions, Flavor};
-use sluice_control::http::HttpClient;
 use sluice_control::status::Status;
+use tokio_rustls::TlsAcceptor;
 use tracing::error;
 
 /// sluice's canary controller: judges the canary every interval and moves the route's weights
@@ -35,12 +38,24 @@ enum Cmd {
         /// Log level or filter; RUST_LOG overrides.
         #[arg(long, default_value = "info", value_name = "FILTER")]
         log_level: String,
+        /// Serve the admin API on a non-loopback address without authentication (anyone
+        /// who reaches it can promote or abort rollouts); logged as a warning.
+        #[arg(long)]
+        insecure_admin: bool,
     },
     /// Show every rollout: phase, step, weight, last check with its numbers.
     Status {
         #[command(flatten)]
         target: Target,
         /// Print the raw JSON of GET /status instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a rollout's decisions and commands (with who asked), oldest first.
+    History {
+        #[command(flatten)]
+        named: Named,
+        /// Print the JSON records instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -89,6 +104,29 @@ struct Target {
     /// (default: control.admin of the config).
     #[arg(long, value_name = "HOST:PORT", value_parser = address)]
     admin: Option<String>,
+    /// Read the bearer token from FILE (else from the SLUICE_TOKEN environment variable).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Talk TLS to the control, verifying its certificate against this PEM CA.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a control that requires one (mTLS); needs --key.
+    #[arg(long, value_name = "FILE", requires = "key", requires = "ca")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// The name to verify in the control's certificate (default: the host of the address).
+    #[arg(long, value_name = "NAME", requires = "ca")]
+    server_name: Option<String>,
+}
+
+/// Where the CLI's token came from, to say so when the control refuses it.
+#[derive(Debug)]
+enum TokenSource {
+    File(PathBuf),
+    Environment,
+    Absent,
 }
 
 #[derive(Debug, Args)]
@@ -134,10 +172,12 @@ fn main() -> ExitCode {
                 target,
                 log_format,
                 log_level,
+                insecure_admin,
             } => {
                 init_logging(log_format, &log_level);
-                run(&target).await
+                run(&target, insecure_admin).await
             }
+            Cmd::History { named, json } => history(&named, json).await,
             Cmd::Status { target, json } => status(&target, json).await,
             Cmd::Start(n) => act(&n, "start").await,
             Cmd::Promote { named, full } => {
@@ -180,23 +220,50 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(target: &Target) -> anyhow::Result<()> {
-    let (controller, status) = Controller::new(&target.config, Box::new(default_source)).await?;
+async fn run(target: &Target, insecure_admin: bool) -> anyhow::Result<()> {
+    let config = Config::load(&target.config)?;
     // `--admin` overrides `control.admin` (e.g. to run a second instance beside the first).
     let address = admin_address(target)?;
     let address = sluice_config::Address::parse(&address).map_err(|e| anyhow!("--admin: {e}"))?;
     let bind = address
         .bind_addr()
         .ok_or_else(|| anyhow!("control.admin {address} is not an IP address"))?;
+    let tls = config.control.tls.as_ref();
+    let access = Arc::new(Access::new(
+        config.control.tokens_file.as_deref(),
+        tls.is_some_and(|t| t.client_ca.is_some()),
+    )?);
+    if access.is_open() && !bind.ip().is_loopback() {
+        if !insecure_admin {
+            return Err(anyhow!(
+                "control.admin {bind} is not a loopback address and the admin API has no authentication: anyone who can reach it could promote or abort rollouts. Set control.auth.tokens_file (or control.tls with client_ca), bind to 127.0.0.1, or pass --insecure-admin to serve it open anyway"
+            ));
+        }
+        tracing::warn!(address = %bind, "--insecure-admin: the admin API on a non-loopback address takes commands from anyone who can reach it");
+    }
+    let tls = tls
+        .map(|t| sluice_proxy::tls::server_config(t, sluice_config::ListenerProtocol::Http1))
+        .transpose()
+        .context("control.tls")?
+        .map(TlsAcceptor::from);
+    let (controller, status) = Controller::new(&target.config, Box::new(default_source)).await?;
     let socket = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("control.admin: cannot listen on {bind}"))?;
-    tracing::info!(address = %socket.local_addr()?, "control admin listening");
+    tracing::info!(
+        address = %socket.local_addr()?,
+        tls = tls.is_some(),
+        authentication = !access.is_open(),
+        "control admin listening"
+    );
+    let _tokens = access.watch();
     let (commands, requests) = tokio::sync::mpsc::channel(16);
     let admin = Admin {
         status,
         metrics: controller.metrics(),
         commands,
+        access,
+        tls,
     };
     tokio::spawn(admin.serve(socket));
     controller.run(requests, shutdown_signal()).await;
@@ -236,28 +303,101 @@ fn admin_address(target: &Target) -> anyhow::Result<String> {
     Ok(config.control.admin.to_string())
 }
 
+/// A client for the control `target` names, with the token and TLS settings given.
+fn client(target: &Target) -> anyhow::Result<(AdminClient, TokenSource)> {
+    let admin = admin_address(target)?;
+    let (token, source) = match &target.token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}", path.display()))?;
+            (
+                Some(text.trim().to_string()),
+                TokenSource::File(path.clone()),
+            )
+        }
+        None => match std::env::var("SLUICE_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => {
+                (Some(token.trim().to_string()), TokenSource::Environment)
+            }
+            _ => (None, TokenSource::Absent),
+        },
+    };
+    let tls = match &target.ca {
+        None => None,
+        Some(ca) => {
+            let host = admin
+                .rsplit_once(':')
+                .map_or(admin.as_str(), |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = target
+                .server_name
+                .clone()
+                .unwrap_or_else(|| host.to_string());
+            let settings = sluice_config::ClientTls {
+                ca: ca.clone(),
+                server_name: Some(name),
+                cert: target.cert.clone(),
+                key: target.key.clone(),
+            };
+            let (config, server_name) =
+                sluice_proxy::tls::client_config(&settings, sluice_config::UpstreamProtocol::Http1)
+                    .context("TLS to the control")?;
+            let server_name = server_name
+                .ok_or_else(|| anyhow!("no name to verify in the control's certificate"))?;
+            Some((config, server_name))
+        }
+    };
+    Ok((AdminClient::new(&admin, token, tls), source))
+}
+
+/// `GET path` of the control, refused answers turned into errors that say what to do.
+async fn fetch(target: &Target, path: &str) -> anyhow::Result<bytes::Bytes> {
+    let (client, source) = client(target)?;
+    let (code, body) = client
+        .get(path, Duration::from_secs(5))
+        .await
+        .map_err(|e| unreachable(client.address(), &e.to_string()))?;
+    if !code.is_success() {
+        return Err(refused(client.address(), code, &body, &source));
+    }
+    Ok(body)
+}
+
+/// The error for a non-2xx answer: the control's message, and for 401/403 where the token
+/// came from.
+fn refused(
+    admin: &str,
+    code: http::StatusCode,
+    body: &[u8],
+    source: &TokenSource,
+) -> anyhow::Error {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let message = json["error"].as_str().map_or_else(
+        || String::from_utf8_lossy(body).into_owned(),
+        str::to_string,
+    );
+    if code == http::StatusCode::UNAUTHORIZED || code == http::StatusCode::FORBIDDEN {
+        let from = match source {
+            TokenSource::File(path) => format!("the token from --token-file {}", path.display()),
+            TokenSource::Environment => "the token from SLUICE_TOKEN".to_string(),
+            TokenSource::Absent => {
+                "no token (pass --token-file FILE or set SLUICE_TOKEN)".to_string()
+            }
+        };
+        return anyhow!("{admin} refused the request ({code}): {message}; sent {from}");
+    }
+    anyhow!("{message}")
+}
+
 #[allow(clippy::print_stdout)]
 async fn status(target: &Target, json: bool) -> anyhow::Result<()> {
-    let admin = admin_address(target)?;
-    let (code, body) = HttpClient::default()
-        .get(&format!("http://{admin}/status"), Duration::from_secs(5))
-        .await
-        .map_err(|e| unreachable(&admin, &e.to_string()))?;
-    if !code.is_success() {
-        return Err(anyhow!(
-            "{admin} answered {code}: {}",
-            String::from_utf8_lossy(&body)
-        ));
-    }
+    let body = fetch(target, "/status").await?;
     if json {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(());
     }
-    let status: Status = serde_json::from_slice(&body).with_context(|| {
-        format!(
-            "{admin}'s /status is not the status this sluice-control reads (a different version?)"
-        )
-    })?;
+    let status = parse_status(&body)?;
     print!(
         "{}",
         sluice_control::cli_table::render(&status, sluice_config::unix_now())
@@ -265,36 +405,66 @@ async fn status(target: &Target, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_status(body: &[u8]) -> anyhow::Result<Status> {
+    serde_json::from_slice(body).context(
+        "the control's /status is not the status this sluice-control reads (a different version?)",
+    )
+}
+
+#[allow(clippy::print_stdout)]
+async fn history(named: &Named, json: bool) -> anyhow::Result<()> {
+    let body = fetch(&named.target, "/status").await?;
+    let status = parse_status(&body)?;
+    let Some(rollout) = status.rollout(&named.name) else {
+        let known: Vec<&str> = status.rollouts.iter().map(|r| r.name.as_str()).collect();
+        return Err(anyhow!(
+            "unknown rollout \"{}\" (known: {})",
+            named.name,
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rollout.history)?);
+    } else {
+        print!(
+            "{}",
+            sluice_control::cli_table::render_history(rollout, sluice_config::unix_now())
+        );
+    }
+    Ok(())
+}
+
 #[allow(clippy::print_stdout)]
 async fn act(named: &Named, action: &str) -> anyhow::Result<()> {
-    let admin = admin_address(&named.target)?;
+    let (client, source) = client(&named.target)?;
     let name =
         percent_encoding::utf8_percent_encode(&named.name, percent_encoding::NON_ALPHANUMERIC);
-    let url = format!("http://{admin}/rollouts/{name}/{action}");
-    // Longer than a check can take: the control answers between checks.
-    let (code, body) = HttpClient::default()
-        .post(&url, Duration::from_secs(30))
+    let path = format!("/rollouts/{name}/{action}");
+    let admin = client.address().to_string();
+    // The control answers at once; the margin covers a machine under heavy load.
+    let (code, body) = client
+        .post(&path, Duration::from_secs(30))
         .await
         .map_err(|e| match e {
-            sluice_control::http::HttpError::Timeout(t) => anyhow!(
+            AdminError::Timeout(t) => anyhow!(
                 "sluice-control at {admin} did not answer within {t:?}; the command may still be applied (check `sluice-control status`)"
             ),
             other => unreachable(&admin, &other.to_string()),
         })?;
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if code.is_success() {
-        println!(
-            "{}: {}",
-            named.name,
-            json["message"].as_str().unwrap_or("ok")
-        );
-        Ok(())
-    } else {
-        Err(anyhow!(
-            "{}",
-            json["error"].as_str().unwrap_or("request failed")
-        ))
+    if !code.is_success() {
+        return Err(refused(&admin, code, &body, &source));
     }
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    println!(
+        "{}: {}",
+        named.name,
+        json["message"].as_str().unwrap_or("ok")
+    );
+    Ok(())
 }
 
 fn unreachable(admin: &str, why: &str) -> anyhow::Error {

@@ -19,6 +19,17 @@ pub const ROLLOUT_ERROR_RATE: &str = "sluice_rollout_canary_error_rate";
 /// `sluice_rollout_canary_p95_seconds{rollout}`: of the last check.
 pub const ROLLOUT_P95: &str = "sluice_rollout_canary_p95_seconds";
 
+/// `sluice_control_auth_failures_total{reason}`: admin requests refused by authentication
+/// or authorization (`missing_token`, `wrong_token`, `unknown_certificate`, `forbidden`).
+pub const AUTH_FAILURES: &str = "sluice_control_auth_failures_total";
+/// The `reason` values of [`AUTH_FAILURES`].
+pub const AUTH_FAILURE_REASONS: [&str; 4] = [
+    "missing_token",
+    "wrong_token",
+    "unknown_certificate",
+    "forbidden",
+];
+
 /// The control's recorder and handle.
 #[derive(Debug)]
 pub struct ControlMetrics {
@@ -57,6 +68,17 @@ impl ControlMetrics {
             None,
             "Analysis checks by result (pass, fail, inconclusive).".into(),
         );
+        recorder.describe_counter(
+            AUTH_FAILURES.into(),
+            None,
+            "Admin requests refused: missing or wrong token, unknown certificate, or a role too weak."
+                .into(),
+        );
+        for reason in AUTH_FAILURE_REASONS {
+            recorder
+                .register_counter(&key(AUTH_FAILURES, &[("reason", reason)]), &metadata())
+                .increment(0);
+        }
         let handle = recorder.handle();
         Self { recorder, handle }
     }
@@ -103,6 +125,13 @@ impl ControlMetrics {
         if let Some(p95) = check.p95 {
             self.gauge(ROLLOUT_P95, &[("rollout", rollout)]).set(p95);
         }
+    }
+
+    /// Counts an admin request refused for `reason` (one of [`AUTH_FAILURE_REASONS`]).
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.recorder
+            .register_counter(&key(AUTH_FAILURES, &[("reason", reason)]), &metadata())
+            .increment(1);
     }
 
     /// Makes the check counters of `rollout` exist at 0.

@@ -88,6 +88,9 @@ pub struct DecisionRecord {
     /// The check that led to it, when a check did.
     #[serde(default)]
     pub check: Option<Check>,
+    /// Who asked, for an operator command: "ci-deploy from 10.1.2.3".
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 /// What can happen to a rollout.
@@ -145,6 +148,8 @@ pub enum Action {
     Resumed,
     /// After success: stable took over the canary's version; canary back to 0%.
     HandedBack,
+    /// An operator's command that the phase did not allow (recorded for the audit trail).
+    Refused,
 }
 
 /// The outcome of an event.
@@ -226,23 +231,36 @@ impl Action {
             Self::Paused => "paused",
             Self::Resumed => "resumed",
             Self::HandedBack => "handed_back",
+            Self::Refused => "refused",
         }
     }
+}
+
+/// When an event happened and who caused it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Unix seconds.
+    pub at: u64,
+    /// The caller behind an operator command, as "ci-deploy from 10.1.2.3"; `None` for the
+    /// schedule's own events.
+    pub by: Option<String>,
 }
 
 const FULL: Weight = Weight::from_hundredths(100 * WEIGHT_SCALE);
 const NONE: Weight = Weight::from_hundredths(0);
 
 /// The pure transition function: the decision and the **complete** next state (phase, step,
-/// last check, the weights it writes, the decision in the history). `at` is the time of the
-/// event, unix seconds. The caller commits the state only once the write succeeded.
+/// last check, the weights it writes, the decision in the history, who asked). The caller
+/// commits the state only once the write succeeded.
 pub fn decide(
     rollout: &Rollout,
     state: &RolloutState,
     event: Event,
-    at: u64,
+    context: &Context,
 ) -> Result<(Decision, RolloutState), Refusal> {
     let mut next = state.clone();
+    let at = context.at;
+    let who = context.by.as_deref().unwrap_or("an operator");
     let check = match &event {
         Event::Check(check) => Some(check.clone()),
         _ => None,
@@ -259,13 +277,22 @@ pub fn decide(
                     "it is already running; abort it first to start over",
                 ));
             }
-            start(rollout, &mut next, format!("started: {reason}"))
+            let why = if automatic {
+                format!("started: {reason}")
+            } else {
+                format!("started by {who}")
+            };
+            start(rollout, &mut next, why)
         }
         Event::Retry => {
             if state.phase != Phase::RolledBack {
                 return Err(refuse("only a rolled-back rollout can be retried"));
             }
-            start(rollout, &mut next, "retried from the first step".into())
+            start(
+                rollout,
+                &mut next,
+                format!("retried by {who} from the first step"),
+            )
         }
         Event::Promote => {
             if !matches!(state.phase, Phase::Progressing | Phase::Paused) {
@@ -276,7 +303,7 @@ pub fn decide(
             advance(
                 rollout,
                 &mut next,
-                "promoted by an operator (analysis skipped)",
+                &format!("promoted by {who} (analysis skipped)"),
             )
         }
         Event::PromoteFull => {
@@ -285,7 +312,7 @@ pub fn decide(
                     "only a running rollout can be promoted; start it first",
                 ));
             }
-            succeed(&mut next, "promoted to 100% by an operator".into())
+            succeed(&mut next, format!("promoted to 100% by {who}"))
         }
         Event::Abort => {
             if !matches!(
@@ -299,7 +326,7 @@ pub fn decide(
             next.canary_weight = NONE;
             Step {
                 action: Action::Aborted,
-                message: "aborted by an operator: canary 0%".into(),
+                message: format!("aborted by {who}: canary 0%"),
                 write: Some(NONE),
             }
         }
@@ -308,10 +335,10 @@ pub fn decide(
                 return Err(refuse("only a progressing rollout can be paused"));
             }
             next.phase = Phase::Paused;
-            next.paused_reason = Some("paused by an operator".into());
+            next.paused_reason = Some(format!("paused by {who}"));
             Step {
                 action: Action::Paused,
-                message: format!("paused by an operator at canary {}%", state.canary_weight),
+                message: format!("paused by {who} at canary {}%", state.canary_weight),
                 write: None,
             }
         }
@@ -324,7 +351,7 @@ pub fn decide(
             Step {
                 action: Action::Resumed,
                 message: format!(
-                    "resumed at canary {}% (weights file set to the rollout's step again)",
+                    "resumed by {who} at canary {}% (weights set to the rollout's step again)",
                     state.canary_weight
                 ),
                 write: Some(state.canary_weight),
@@ -390,6 +417,7 @@ pub fn decide(
         phase: next.phase,
         canary_weight: next.canary_weight,
         check,
+        by: context.by.clone(),
     });
     let excess = next.history.len().saturating_sub(HISTORY);
     next.history.drain(..excess);
@@ -399,6 +427,32 @@ pub fn decide(
         write,
     };
     Ok((decision, next))
+}
+
+/// `state` with a refused operator command in its history: the audit trail keeps every
+/// command, carried out or not. Nothing else changes.
+pub fn refused(
+    state: &RolloutState,
+    command: &str,
+    refusal: &Refusal,
+    context: &Context,
+) -> RolloutState {
+    let mut next = state.clone();
+    next.decisions = state.decisions + 1;
+    let who = context.by.as_deref().unwrap_or("an operator");
+    next.history.push(DecisionRecord {
+        seq: next.decisions,
+        action: Action::Refused,
+        message: format!("{command} by {who} refused: {refusal}"),
+        at: context.at,
+        phase: state.phase,
+        canary_weight: state.canary_weight,
+        check: None,
+        by: context.by.clone(),
+    });
+    let excess = next.history.len().saturating_sub(HISTORY);
+    next.history.drain(..excess);
+    next
 }
 
 fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Step {

@@ -22,19 +22,22 @@ pub struct Control {
 impl Control {
     /// Starts `sluice-control run --config sluice.yaml` in `dir`.
     pub fn start(dir: &Path) -> Self {
-        let mut process = Process::spawn(
-            &binary("sluice-control"),
-            &[
-                "run",
-                "--config",
-                "sluice.yaml",
-                "--log-format",
-                "json",
-                "--log-level",
-                "debug",
-            ],
-            dir,
-        );
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts `sluice-control run --config sluice.yaml` in `dir` with `extra` arguments.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "run",
+            "--config",
+            "sluice.yaml",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ];
+        args.extend_from_slice(extra);
+        let mut process = Process::spawn(&binary("sluice-control"), &args, dir);
         let admin = logged_address(&process.wait_for_log("control admin listening"));
         Self { process, admin }
     }

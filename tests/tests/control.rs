@@ -430,18 +430,18 @@ async fn cli_status_and_commands_with_clear_errors() {
     assert_eq!(code, 0);
     assert_eq!(
         stdout,
-        "myapp: started: started by an operator; canary 5% (step 1/2)\n"
+        "myapp: started by anonymous from 127.0.0.1; canary 5% (step 1/2)\n"
     );
     let (code, stdout, _) = cli(&["abort", "myapp"]);
     assert_eq!(
         (code, stdout.as_str()),
-        (0, "myapp: aborted by an operator: canary 0%\n")
+        (0, "myapp: aborted by anonymous from 127.0.0.1: canary 0%\n")
     );
     let (code, stdout, _) = cli(&["status"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("myapp    rolled_back"), "{stdout}");
     assert!(
-        stdout.contains("last decision") && stdout.contains("aborted by an operator"),
+        stdout.contains("last decision") && stdout.contains("aborted by anonymous"),
         "{stdout}"
     );
     let unreachable = std::process::Command::new(sluice_tests::process::binary("sluice-control"))

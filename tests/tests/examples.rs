@@ -74,3 +74,28 @@ fn the_kubernetes_configmap_holds_a_valid_config() {
     std::fs::write(dir.path().join("weights.yaml"), "routes: {}\n").expect("write");
     check(dir.path(), "sluice.yaml");
 }
+
+#[test]
+fn the_kubernetes_control_tokens_secret_holds_a_valid_tokens_file() {
+    let text = std::fs::read_to_string(examples().join("kubernetes/control.yaml"))
+        .expect("read control.yaml");
+    // The `tokens.yaml: |` block of the Secret, de-indented.
+    let tokens: String = text
+        .lines()
+        .skip_while(|l| l.trim() != "tokens.yaml: |")
+        .skip(1)
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let parsed = sluice_config::Tokens::parse(&tokens, Path::new("tokens.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{tokens}"));
+    let roles: Vec<&str> = parsed.callers().iter().map(|c| c.role.as_str()).collect();
+    assert_eq!(roles, ["release", "operate", "read"]);
+    let configmap = std::fs::read_to_string(examples().join("kubernetes/configmap.yaml"))
+        .expect("read configmap");
+    assert!(
+        configmap.contains("tokens_file: /etc/sluice-tokens/tokens.yaml")
+            && text.contains("mountPath: /etc/sluice-tokens"),
+        "the ConfigMap's tokens_file is where control.yaml mounts the Secret"
+    );
+}

@@ -139,6 +139,10 @@ impl Harness {
             .send(Request {
                 rollout: "myapp".into(),
                 command,
+                caller: crate::auth::Caller {
+                    name: "test".into(),
+                    address: std::net::IpAddr::from([127, 0, 0, 1]),
+                },
                 reply,
             })
             .await

@@ -278,6 +278,10 @@ rollouts:
         .send(Request {
             rollout: "demo".into(),
             command: Command::Start,
+            caller: crate::auth::Caller {
+                name: "demo".into(),
+                address: std::net::IpAddr::from([127, 0, 0, 1]),
+            },
             reply,
         })
         .await;

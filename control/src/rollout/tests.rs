@@ -54,6 +54,10 @@ fn check(verdict: Verdict) -> Check {
     }
 }
 
+fn ctx() -> Context {
+    Context { at: 1000, by: None }
+}
+
 /// The canary weight a decision writes.
 fn canary(decision: &Decision) -> Option<Weight> {
     decision.write.map(|w| w.canary)
@@ -64,7 +68,7 @@ fn pct(state: &RolloutState) -> u64 {
 }
 
 fn apply(r: &Rollout, state: RolloutState, event: Event) -> (Decision, RolloutState) {
-    decide(r, &state, event, 1000).unwrap_or_else(|e| panic!("refused: {e}"))
+    decide(r, &state, event, &ctx()).unwrap_or_else(|e| panic!("refused: {e}"))
 }
 
 fn started(r: &Rollout) -> RolloutState {
@@ -182,7 +186,7 @@ fn operator_commands() {
     let (d, state) = apply(&r, state, Event::Pause);
     assert_eq!((d.action, state.phase), (Action::Paused, Phase::Paused));
     assert!(
-        decide(&r, &state, Event::Check(check(Verdict::Pass)), 1000).is_err(),
+        decide(&r, &state, Event::Check(check(Verdict::Pass)), &ctx()).is_err(),
         "no checks while paused"
     );
     let (d, state) = apply(&r, state, Event::Resume);
@@ -238,7 +242,7 @@ fn refusals_say_why() {
         Event::Resume,
         Event::Retry,
     ] {
-        let refusal = decide(&r, &idle, event.clone(), 1000).expect_err("idle refuses");
+        let refusal = decide(&r, &idle, event.clone(), &ctx()).expect_err("idle refuses");
         assert_eq!(refusal.phase, "idle", "{event:?}");
     }
     let running = started(&r);
@@ -249,15 +253,15 @@ fn refusals_say_why() {
             automatic: false,
             reason: "cli".into(),
         },
-        1000,
+        &ctx(),
     )
     .expect_err("running");
     assert_eq!(
         refusal.to_string(),
         "rollout \"myapp\" is progressing: it is already running; abort it first to start over"
     );
-    assert!(decide(&r, &running, Event::Resume, 1000).is_err());
-    assert!(decide(&r, &running, Event::Retry, 1000).is_err());
+    assert!(decide(&r, &running, Event::Resume, &ctx()).is_err());
+    assert!(decide(&r, &running, Event::Retry, &ctx()).is_err());
 }
 
 #[test]
@@ -309,5 +313,33 @@ fn a_succeeded_rollout_hands_traffic_back_when_stable_takes_the_new_version() {
             Phase::Succeeded
         )
     );
-    assert!(decide(&r, &started(&r), Event::StablePromoted("v2".into()), 1000).is_err());
+    assert!(decide(&r, &started(&r), Event::StablePromoted("v2".into()), &ctx()).is_err());
+}
+
+#[test]
+fn commands_record_who_asked_and_refusals_are_kept() {
+    let r = rollout(FailureCounting::Consecutive);
+    let by = Context {
+        at: 2000,
+        by: Some("ci-deploy from 10.1.2.3".into()),
+    };
+    let (d, state) = decide(&r, &started(&r), Event::Abort, &by).expect("abort");
+    assert_eq!(d.message, "aborted by ci-deploy from 10.1.2.3: canary 0%");
+    let last = state.history.last().expect("recorded");
+    assert_eq!(
+        (last.by.as_deref(), last.at, last.action),
+        (Some("ci-deploy from 10.1.2.3"), 2000, Action::Aborted)
+    );
+    let refusal = decide(&r, &state, Event::Pause, &by).expect_err("rolled back");
+    let kept = refused(&state, "pause", &refusal, &by);
+    let last = kept.history.last().expect("refusal recorded");
+    assert_eq!(last.action, Action::Refused);
+    assert_eq!(
+        last.message,
+        "pause by ci-deploy from 10.1.2.3 refused: rollout \"myapp\" is rolled_back: only a progressing rollout can be paused"
+    );
+    assert_eq!(
+        (kept.phase, kept.decisions),
+        (state.phase, state.decisions + 1)
+    );
 }
