@@ -120,7 +120,16 @@ fn compile(check: &mut Checker<'_>, raw: &RawConfig, path: &Path) -> Option<Conf
             );
         }
     }
-    let upstreams = compile_upstreams(check, &raw.upstreams);
+    // A config whose every route answers itself (`respond`) needs no upstream.
+    let forwards = raw
+        .routes
+        .as_ref()
+        .is_none_or(|routes| routes.iter().any(|r| r.respond.is_none()));
+    let upstreams = if forwards || raw.upstreams.as_ref().is_some_and(|u| !u.0.is_empty()) {
+        compile_upstreams(check, &raw.upstreams)
+    } else {
+        Vec::new()
+    };
     let declared_upstreams: Vec<&str> = raw
         .upstreams
         .as_ref()

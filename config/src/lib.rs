@@ -38,13 +38,21 @@ pub use config::{
 pub use document::{Format, MAX_FILE_BYTES};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, FieldPath, Invalid, Location, Problem, Segment};
-pub use listener::{Listener, ListenerProtocol, ServerTls};
-pub use matcher::{request_host, HostMatch, PathMatch, RequestHead, RouteMatch, ValueMatch};
-pub use rollout::{Analysis, FailureCounting, MetricsSource, Rollout};
-pub use route::{Route, RouteTable, Sticky, DEFAULT_ROUTE_TIMEOUT};
-pub use split::{Backend, Split, Weight, MAX_WEIGHT, WEIGHT_SCALE};
-pub use upstream::{
-    ClientTls, OutlierDetection, Upstream, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
+pub use listener::{
+    Listener, ListenerProtocol, ServerTls, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_CONNECTIONS,
 };
+pub use matcher::{request_host, HostMatch, PathMatch, RequestHead, RouteMatch, ValueMatch};
+pub use rollout::{
+    Analysis, CustomCheck, FailureCounting, HookKind, MetricsSource, Rollout, Step, Strategy,
+    Webhook,
+};
+pub use route::{Respond, Route, RouteTable, Sticky, DEFAULT_ROUTE_TIMEOUT, DEFAULT_UPGRADES};
+pub use split::{Backend, Split, Weight, MAX_WEIGHT, WEIGHT_SCALE};
 pub use tokens::{Caller, Credential, Role, Secret, Tokens, MIN_TOKEN_LENGTH};
+pub use upstream::{
+    ClientTls, HealthCheck, OutlierDetection, Upstream, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_TIMEOUT,
+    DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_UNHEALTHY_THRESHOLD, DEFAULT_UPSTREAM_MAX_CONNECTIONS,
+};
 pub use weights::{WeightEntry, Weights};

@@ -21,7 +21,19 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     /// TLS termination, when configured.
     pub tls: Option<ServerTls>,
+    /// Open client connections at most; one more is accepted and closed at once, unread.
+    /// Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Streams one HTTP/2 client connection may have open at once; more are refused with
+    /// `RST_STREAM(REFUSED_STREAM)`. Default [`DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS`].
+    pub http2_max_concurrent_streams: u32,
 }
+
+/// Open client connections per listener when `max_connections` is not given.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Concurrent streams per HTTP/2 client connection when `http2_max_concurrent_streams` is not
+/// given.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 1024;
 
 /// The HTTP versions a listener accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -84,6 +96,18 @@ pub(crate) fn compile_listeners(
             path.key("protocol"),
             &["auto", "http1", "http2"],
         );
+        let max_connections = check.count(
+            &listener.max_connections,
+            path.key("max_connections"),
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1,
+        );
+        let max_streams = check.count(
+            &listener.http2_max_concurrent_streams,
+            path.key("http2_max_concurrent_streams"),
+            u64::from(DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS),
+            1,
+        );
         // `Err` when TLS is configured but invalid (already reported).
         let tls = match &listener.tls {
             None => Ok(None),
@@ -91,9 +115,14 @@ pub(crate) fn compile_listeners(
                 .map(Some)
                 .ok_or(()),
         };
-        if let (Some(name), Some(address), Some(protocol), Ok(tls)) =
-            (name, address.and_then(|a| a.bind_addr()), protocol, tls)
-        {
+        if let (Some(name), Some(address), Some(protocol), Ok(tls), Some(max_conn), Some(streams)) = (
+            name,
+            address.and_then(|a| a.bind_addr()),
+            protocol,
+            tls,
+            max_connections,
+            max_streams,
+        ) {
             listeners.push(Listener {
                 name,
                 address,
@@ -103,6 +132,8 @@ pub(crate) fn compile_listeners(
                     _ => ListenerProtocol::Auto,
                 },
                 tls,
+                max_connections: usize::try_from(max_conn).unwrap_or(usize::MAX),
+                http2_max_concurrent_streams: u32::try_from(streams).unwrap_or(u32::MAX),
             });
         }
     }

@@ -14,6 +14,10 @@ pub enum ValueMatch {
     Regex(Regex),
     /// The header or parameter is present (`true`) or absent (`false`), whatever its value.
     Present(bool),
+    /// The opposite of the inner matcher (`invert: true`): an absent header or parameter
+    /// matches `Not(Exact(..))`, and a repeated header matches only when none of its values
+    /// matches the inner one.
+    Not(Box<ValueMatch>),
 }
 
 /// How the request's host (the `Host` header or the HTTP/2 `:authority`, without port) is
@@ -32,6 +36,10 @@ pub enum HostMatch {
 pub enum PathMatch {
     /// The path starts with this string (`/api` matches `/api` and `/apiv2`).
     Prefix(String),
+    /// The path starts with these whole segments: `/api` matches `/api`, `/api/` and
+    /// `/api/v1`, not `/apiv2`. Stored without trailing `/` (so `/` is stored empty and
+    /// matches every path).
+    SegmentPrefix(String),
     /// The path equals this string.
     Exact(String),
     /// The whole path matches this regex.
@@ -69,11 +77,27 @@ impl ValueMatch {
     #[inline]
     pub fn matches(&self, value: Option<&[u8]>) -> bool {
         match (self, value) {
+            (Self::Not(inner), value) => !inner.matches(value),
             (Self::Present(want), value) => *want == value.is_some(),
             (_, None) => false,
             (Self::Exact(want), Some(v)) => want.as_bytes() == v,
             (Self::Prefix(want), Some(v)) => v.starts_with(want.as_bytes()),
             (Self::Regex(re), Some(v)) => re.is_match(v),
+        }
+    }
+
+    /// Whether the values of a header (none when it is absent) satisfy this matcher: any one
+    /// value may match, and an inverted matcher holds when none does.
+    #[inline]
+    pub fn matches_header(&self, values: http::header::GetAll<'_, http::HeaderValue>) -> bool {
+        if let Self::Not(inner) = self {
+            return !inner.matches_header(values);
+        }
+        let mut values = values.iter().peekable();
+        if values.peek().is_none() {
+            self.matches(None)
+        } else {
+            values.any(|v| self.matches(Some(v.as_bytes())))
         }
     }
 
@@ -127,11 +151,20 @@ impl HostMatch {
 }
 
 impl PathMatch {
+    /// The segment-aware prefix `prefix` as written (`/api`, `/api/`): trailing `/`s are
+    /// ignored, as the Gateway API's `PathPrefix` does.
+    pub fn segment_prefix(prefix: &str) -> Self {
+        Self::SegmentPrefix(prefix.trim_end_matches('/').to_string())
+    }
+
     /// Whether `path` matches.
     #[inline]
     pub fn matches(&self, path: &str) -> bool {
         match self {
             Self::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            Self::SegmentPrefix(prefix) => path
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
             Self::Exact(exact) => path == exact,
             Self::Regex(re) => re.is_match(path.as_bytes()),
         }
@@ -159,13 +192,7 @@ impl RouteMatch {
             }
         }
         for (name, matcher) in &self.headers {
-            let mut values = head.headers.get_all(name).iter().peekable();
-            let matched = if values.peek().is_none() {
-                matcher.matches(None)
-            } else {
-                values.any(|v| matcher.matches(Some(v.as_bytes())))
-            };
-            if !matched {
+            if !matcher.matches_header(head.headers.get_all(name)) {
                 return false;
             }
         }
@@ -258,6 +285,71 @@ mod tests {
         for (matcher, value, want) in cases {
             assert_eq!(matcher.matches(value), want, "{matcher:?} {value:?}");
         }
+    }
+
+    #[test]
+    fn segment_prefixes_match_whole_segments() {
+        let cases = [
+            ("/abc", "/abc", true),
+            ("/abc", "/abc/", true),
+            ("/abc", "/abc/def", true),
+            ("/abc", "/abcd", false),
+            ("/abc", "/ab", false),
+            ("/abc/", "/abc", true),
+            ("/abc/", "/abc/def", true),
+            ("/abc/", "/abcd", false),
+            ("/", "/", true),
+            ("/", "/anything/at/all", true),
+            ("/v2", "/foo/v2/example", false),
+        ];
+        for (prefix, path, want) in cases {
+            assert_eq!(
+                PathMatch::segment_prefix(prefix).matches(path),
+                want,
+                "{prefix} vs {path}"
+            );
+        }
+        assert!(PathMatch::Prefix("/abc".into()).matches("/abcd"));
+    }
+
+    #[test]
+    fn inverted_matchers_negate_the_whole_header() {
+        let not_one = ValueMatch::Not(Box::new(ValueMatch::Exact("one".into())));
+        let not_present = ValueMatch::Not(Box::new(ValueMatch::Present(true)));
+        let req = |values: &[&str]| {
+            let mut b = http::Request::get("/");
+            for v in values {
+                b = b.header("x-v", *v);
+            }
+            b.body(()).expect("valid request")
+        };
+        let name = HeaderName::from_static("x-v");
+        let cases: [(&[&str], bool, bool); 4] = [
+            (&[], true, true),
+            (&["two"], true, false),
+            (&["one"], false, false),
+            (&["two", "one"], false, false),
+        ];
+        for (values, want_not_one, want_absent) in cases {
+            let r = req(values);
+            assert_eq!(
+                not_one.matches_header(r.headers().get_all(&name)),
+                want_not_one,
+                "{values:?}"
+            );
+            assert_eq!(
+                not_present.matches_header(r.headers().get_all(&name)),
+                want_absent,
+                "{values:?}"
+            );
+        }
+        assert!(not_one.matches(None));
+        assert!(!not_one.matches(Some(b"one")));
+        assert_eq!(
+            not_one.exact(),
+            None,
+            "an inverted matcher is never indexed"
+        );
     }
 
     #[test]

@@ -26,12 +26,22 @@ pub const CONFIG_RELOADS: &str = "sluice_config_reloads_total";
 pub const CONFIG_GENERATION: &str = "sluice_config_generation";
 /// `sluice_active_connections{listener}`: open client connections.
 pub const ACTIVE_CONNECTIONS: &str = "sluice_active_connections";
-/// `sluice_endpoint_healthy{backend,endpoint}`: 1 unless ejected by outlier detection.
+/// `sluice_endpoint_healthy{backend,endpoint}`: 1 unless ejected by outlier detection or out
+/// of service by its active health checks.
 pub const ENDPOINT_HEALTHY: &str = "sluice_endpoint_healthy";
 /// `sluice_backend_failovers_total{route,backend}`: requests the split gave to `backend` that
 /// went to another backend because `backend` had no healthy endpoint. `sluice-control` counts
 /// them as failed canary requests, so an ejected canary cannot hide from the analysis.
 pub const BACKEND_FAILOVERS: &str = "sluice_backend_failovers_total";
+/// `sluice_connections_rejected_total{listener}`: client connections closed unread because the
+/// listener had `max_connections` open.
+pub const CONNECTIONS_REJECTED: &str = "sluice_connections_rejected_total";
+/// `sluice_upstream_overloaded_total{backend}`: requests answered 503 `overloaded` because the
+/// upstream already had `max_pending_requests` waiting for a connection.
+pub const UPSTREAM_OVERLOADED: &str = "sluice_upstream_overloaded_total";
+/// `sluice_tls_certificate_expiry_seconds{listener}`: the Unix time at which the certificate
+/// chain a TLS listener serves stops being valid (its earliest `notAfter`).
+pub const TLS_CERTIFICATE_EXPIRY: &str = "sluice_tls_certificate_expiry_seconds";
 
 /// Label key of the route name.
 pub const LABEL_ROUTE: &str = "route";

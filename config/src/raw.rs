@@ -46,6 +46,8 @@ pub struct RawListener {
     pub address: Option<String>,
     pub protocol: Option<String>,
     pub tls: Option<RawServerTls>,
+    pub max_connections: Option<Scalar>,
+    pub http2_max_concurrent_streams: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +70,18 @@ pub struct RawUpstream {
     pub connect_timeout: Option<Scalar>,
     pub tls: Option<RawClientTls>,
     pub outlier_detection: Option<RawOutlierDetection>,
+    pub max_connections: Option<Scalar>,
+    pub max_pending_requests: Option<Scalar>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHealthCheck {
+    pub path: Option<String>,
+    pub interval: Option<Scalar>,
+    pub timeout: Option<Scalar>,
+    pub healthy: Option<Scalar>,
+    pub unhealthy: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,11 +107,20 @@ pub struct RawRoute {
     pub timeout: Option<Scalar>,
     pub sticky: Option<RawSticky>,
     pub backends: Option<Vec<RawBackend>>,
+    pub upgrades: Option<Vec<String>>,
+    pub respond: Option<RawRespond>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRespond {
+    pub status: Option<Scalar>,
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawMatch {
     pub path_prefix: Option<String>,
+    pub path_segment_prefix: Option<String>,
     pub path_exact: Option<String>,
     pub path_regex: Option<String>,
     pub host: Option<String>,
@@ -112,6 +135,7 @@ pub struct RawValueMatch {
     pub prefix: Option<String>,
     pub regex: Option<String>,
     pub present: Option<bool>,
+    pub invert: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +173,27 @@ pub struct RawRollout {
     pub interval: Option<Scalar>,
     pub analysis: Option<RawAnalysis>,
     pub metrics: Option<RawMetrics>,
+    pub strategy: Option<String>,
+    pub bake: Option<Scalar>,
+    pub webhooks: Option<Vec<RawWebhook>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWebhook {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub timeout: Option<Scalar>,
+    pub headers_env: Option<OrderedMap<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCheck {
+    pub name: Option<String>,
+    pub query: Option<String>,
+    pub min: Option<Scalar>,
+    pub max: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +205,7 @@ pub struct RawAnalysis {
     pub max_error_rate_over_stable: Option<Scalar>,
     pub failure_limit: Option<Scalar>,
     pub failure_counting: Option<String>,
+    pub checks: Option<Vec<RawCheck>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +262,10 @@ const KNOWN_KEYS: &[&str] = &[
     "ca",
     "server_name",
     "outlier_detection",
+    "health_check",
+    "path",
+    "healthy",
+    "unhealthy",
     "consecutive_failures",
     "base_ejection_time",
     "max_ejection_time",
@@ -224,6 +274,7 @@ const KNOWN_KEYS: &[&str] = &[
     "sticky",
     "backends",
     "path_prefix",
+    "path_segment_prefix",
     "path_exact",
     "path_regex",
     "host",
@@ -234,6 +285,10 @@ const KNOWN_KEYS: &[&str] = &[
     "prefix",
     "regex",
     "present",
+    "invert",
+    "respond",
+    "status",
+    "body",
     "header",
     "cookie",
     "upstream",
@@ -263,6 +318,19 @@ const KNOWN_KEYS: &[&str] = &[
     "role",
     "token",
     "token_sha256",
+    "strategy",
+    "bake",
+    "webhooks",
+    "type",
+    "headers_env",
+    "checks",
+    "query",
+    "min",
+    "max",
+    "max_connections",
+    "http2_max_concurrent_streams",
+    "max_pending_requests",
+    "upgrades",
 ];
 
 /// `" (did you mean \"weight\"?)"` for a near miss, empty otherwise.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::address::Address;
 use crate::check::Checker;
 use crate::error::{known_list, FieldPath, Invalid};
-use crate::raw::{RawAnalysis, RawMetrics, RawRollout, Scalar};
+use crate::raw::{RawAnalysis, RawCheck, RawMetrics, RawRollout, RawWebhook, Scalar};
 use crate::route::RouteTable;
 use crate::split::Weight;
 use crate::upstream::{serialize_display_list, serialize_duration};
@@ -24,8 +24,17 @@ pub struct Rollout {
     pub stable: String,
     /// The canary backend's name within the route.
     pub canary: String,
-    /// Canary percentages, strictly increasing, each in `0..=100`.
-    pub steps: Vec<Weight>,
+    /// Canary percentages, strictly increasing, each in `0..=100`, with `pause` steps
+    /// between them (hold until approved).
+    pub steps: Vec<Step>,
+    /// Canary (step by step) or blue/green (one switch to 100%).
+    pub strategy: Strategy,
+    /// Intervals analysed at the last step before the rollout succeeds. Default 0.
+    pub bake: u32,
+    /// Calls to other systems around the rollout.
+    pub webhooks: Vec<Webhook>,
+    /// Prometheus for `analysis.checks` (and the `prometheus` source): base URL.
+    pub prometheus: Option<String>,
     /// One analysis per interval.
     #[serde(serialize_with = "serialize_duration")]
     pub interval: Duration,
@@ -53,6 +62,139 @@ pub struct Analysis {
     pub failure_limit: u32,
     /// Whether a pass resets the failure count.
     pub failure_counting: FailureCounting,
+    /// Extra PromQL checks, each evaluated over the interval.
+    pub checks: Vec<CustomCheck>,
+}
+
+/// One step of a rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Set the canary to this percentage, then analyse one interval.
+    Weight(Weight),
+    /// Hold (phase `paused`, reason approval) until `sluice-control approve`.
+    Pause,
+}
+
+/// How a rollout moves traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Step by step through `steps`.
+    #[default]
+    Canary,
+    /// Health-check the green (canary) endpoints and pass every pre-rollout hook, then move
+    /// 100% at once; a failure moves 100% back at once.
+    BlueGreen,
+}
+
+/// An extra PromQL check (`analysis.checks`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CustomCheck {
+    /// Its name, in decisions and events.
+    pub name: String,
+    /// The PromQL query; placeholders `{{canary_version}}`, `{{stable_version}}`,
+    /// `{{route}}`, `{{interval}}`.
+    pub query: String,
+    /// The value must be at least this.
+    pub min: Option<f64>,
+    /// The value must be at most this.
+    pub max: Option<f64>,
+}
+
+/// When a webhook is called (Flagger's kinds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookKind {
+    /// Before the first step; the rollout holds until it answers 2xx.
+    ConfirmRollout,
+    /// Before the first step; a non-2xx answer is a failed check.
+    PreRollout,
+    /// Every interval, before the analysis; a non-2xx answer is a failed check.
+    Rollout,
+    /// Before the last step; the rollout holds until it answers 2xx.
+    ConfirmPromotion,
+    /// After the rollout succeeded or was rolled back.
+    PostRollout,
+    /// Every decision.
+    Event,
+}
+
+/// A webhook of a rollout.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Webhook {
+    /// Its name, in logs and decisions.
+    pub name: String,
+    /// When it is called.
+    pub kind: HookKind,
+    /// Where the JSON event is POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Delivery, retries included, gives up after this. Default 10s.
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// Headers whose values come from environment variables (`header: VARIABLE`), for
+    /// tokens: read at each call, never logged.
+    pub headers_env: Vec<(String, String)>,
+}
+
+impl HookKind {
+    /// The kind as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfirmRollout => "confirm-rollout",
+            Self::PreRollout => "pre-rollout",
+            Self::Rollout => "rollout",
+            Self::ConfirmPromotion => "confirm-promotion",
+            Self::PostRollout => "post-rollout",
+            Self::Event => "event",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [HookKind; 6] = [
+        Self::ConfirmRollout,
+        Self::PreRollout,
+        Self::Rollout,
+        Self::ConfirmPromotion,
+        Self::PostRollout,
+        Self::Event,
+    ];
+}
+
+impl Step {
+    /// The weight of a weight step.
+    pub fn weight(self) -> Option<Weight> {
+        match self {
+            Self::Weight(w) => Some(w),
+            Self::Pause => None,
+        }
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Weight(w) => w.serialize(serializer),
+            Self::Pause => serializer.serialize_str("pause"),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(deserializer)? {
+            Scalar::Str(s) if s == "pause" => Ok(Self::Pause),
+            other => Weight::parse(&other)
+                .map(Self::Weight)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Rollout {
+    /// The webhooks of `kind`, in file order.
+    pub fn hooks(&self, kind: HookKind) -> impl Iterator<Item = &Webhook> {
+        self.webhooks.iter().filter(move |h| h.kind == kind)
+    }
 }
 
 /// How failed checks add up towards `failure_limit`.
@@ -188,7 +330,32 @@ fn compile_rollout(
             backends_ok = false;
         }
     }
+    let strategy = check.choice(
+        &raw.strategy,
+        path.key("strategy"),
+        &["canary", "blue_green"],
+    );
+    let strategy = strategy.map(|s| match s {
+        "blue_green" => Strategy::BlueGreen,
+        _ => Strategy::Canary,
+    });
     let steps = compile_steps(check, &raw.steps, path);
+    if let (Some(Strategy::BlueGreen), Some(steps)) = (strategy, &steps) {
+        if steps.as_slice()
+            != [Step::Weight(Weight::from_hundredths(
+                100 * crate::split::WEIGHT_SCALE,
+            ))]
+        {
+            check.report(
+                path.key("steps"),
+                Invalid::Value(
+                    "strategy blue_green switches 100% at once: steps must be [100]".into(),
+                ),
+            );
+        }
+    }
+    let bake = check.count(&raw.bake, path.key("bake"), 0, 0);
+    let webhooks = compile_webhooks(check, &raw.webhooks, path);
     let interval = check.positive_duration(&raw.interval, path.key("interval"), None);
     if raw.interval.is_none() {
         check.report(path.clone(), Invalid::Missing("interval"));
@@ -200,12 +367,20 @@ fn compile_rollout(
         &path.key("analysis"),
     );
     let default_metrics = RawMetrics::default();
-    let metrics = compile_metrics(
-        check,
-        raw.metrics.as_ref().unwrap_or(&default_metrics),
-        &path.key("metrics"),
-        admin,
-    );
+    let metrics_raw = raw.metrics.as_ref().unwrap_or(&default_metrics);
+    let metrics = compile_metrics(check, metrics_raw, &path.key("metrics"), admin);
+    let prometheus = metrics_raw
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.url.as_ref())
+        .map(|u| u.trim_end_matches('/').to_string());
+    let has_checks = analysis.as_ref().is_some_and(|a| !a.checks.is_empty());
+    if has_checks && prometheus.is_none() {
+        check.report(
+            path.key("metrics"),
+            Invalid::Missing("prometheus.url (analysis.checks are PromQL queries)"),
+        );
+    }
     route?;
     backends_ok.then_some(())?;
     Some(Rollout {
@@ -214,6 +389,10 @@ fn compile_rollout(
         stable: stable?,
         canary: canary?,
         steps: steps?,
+        strategy: strategy?,
+        bake: u32::try_from(bake?).unwrap_or(u32::MAX),
+        webhooks: webhooks?,
+        prometheus,
         interval: interval?,
         analysis: analysis?,
         metrics: metrics?,
@@ -224,6 +403,55 @@ fn compile_steps(
     check: &mut Checker<'_>,
     raw: &Option<Vec<Scalar>>,
     path: &FieldPath,
+) -> Option<Vec<Step>> {
+    let raw = check.required(raw, path, "steps")?;
+    let at = path.key("steps");
+    let mut ok = true;
+    let mut weights = Vec::new();
+    let mut plan = Vec::new();
+    for (i, value) in raw.iter().enumerate() {
+        if matches!(value, Scalar::Str(s) if s == "pause") {
+            let first = i == 0;
+            let last = i + 1 == raw.len();
+            let doubled = matches!(raw.get(i + 1), Some(Scalar::Str(s)) if s == "pause");
+            if first || last || doubled {
+                check.report(
+                    at.index(i),
+                    Invalid::Value(
+                        "a pause step holds between two weights: not first, last or twice in a row"
+                            .into(),
+                    ),
+                );
+                ok = false;
+            }
+            plan.push(None);
+        } else {
+            plan.push(Some(weights.len()));
+            weights.push(value.clone());
+        }
+    }
+    let weights = compile_weights(check, &Some(weights), path, &raw_indices(&plan))?;
+    ok.then_some(())?;
+    Some(
+        plan.iter()
+            .map(|slot| slot.map_or(Step::Pause, |w| Step::Weight(weights[w])))
+            .collect(),
+    )
+}
+
+/// For each weight (in order), its index among all steps (pauses included).
+fn raw_indices(plan: &[Option<usize>]) -> Vec<usize> {
+    plan.iter()
+        .enumerate()
+        .filter_map(|(i, slot)| slot.map(|_| i))
+        .collect()
+}
+
+fn compile_weights(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<Scalar>>,
+    path: &FieldPath,
+    indices: &[usize],
 ) -> Option<Vec<Weight>> {
     let raw = check.required(raw, path, "steps")?;
     let at = path.key("steps");
@@ -238,7 +466,7 @@ fn compile_steps(
         let step = match Weight::parse(value) {
             Ok(step) if step > hundred => {
                 check.report(
-                    at.index(i),
+                    at.index(indices.get(i).copied().unwrap_or(i)),
                     Invalid::Value(format!("step {value} is outside 0..=100")),
                 );
                 ok = false;
@@ -247,7 +475,7 @@ fn compile_steps(
             Ok(step) => step,
             Err(Invalid::WeightNegative(v)) => {
                 check.report(
-                    at.index(i),
+                    at.index(indices.get(i).copied().unwrap_or(i)),
                     Invalid::Value(format!("step {v} is outside 0..=100")),
                 );
                 ok = false;
@@ -255,14 +483,14 @@ fn compile_steps(
             }
             Err(Invalid::WeightTooLarge(v)) => {
                 check.report(
-                    at.index(i),
+                    at.index(indices.get(i).copied().unwrap_or(i)),
                     Invalid::Value(format!("step {v} is outside 0..=100")),
                 );
                 ok = false;
                 continue;
             }
             Err(kind) => {
-                check.report(at.index(i), kind);
+                check.report(at.index(indices.get(i).copied().unwrap_or(i)), kind);
                 ok = false;
                 continue;
             }
@@ -270,7 +498,7 @@ fn compile_steps(
         if let Some(previous) = steps.last() {
             if step <= *previous {
                 check.report(
-                    at.index(i),
+                    at.index(indices.get(i).copied().unwrap_or(i)),
                     Invalid::Value(format!("steps must increase: {step} follows {previous}")),
                 );
                 ok = false;
@@ -334,6 +562,7 @@ fn compile_analysis(
         },
     };
     let failure_limit = check.count(&raw.failure_limit, path.key("failure_limit"), 2, 1);
+    let checks = compile_checks(check, &raw.checks, &path.key("checks"));
     let counting = check.choice(
         &raw.failure_counting,
         path.key("failure_counting"),
@@ -350,7 +579,151 @@ fn compile_analysis(
             "total" => FailureCounting::Total,
             _ => FailureCounting::Consecutive,
         },
+        checks: checks?,
     })
+}
+
+fn compile_checks(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<RawCheck>>,
+    path: &FieldPath,
+) -> Option<Vec<CustomCheck>> {
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
+    let mut names = HashMap::new();
+    let mut checks = Vec::new();
+    let mut ok = true;
+    for (i, c) in raw.iter().enumerate() {
+        let at = path.index(i);
+        let name = check.name(&c.name, &at, "name");
+        if let Some(name) = &name {
+            check.unique(&mut names, name, at.key("name"), "check name");
+        }
+        let query = match c.query.as_deref().map(str::trim) {
+            None => {
+                check.report(at.clone(), Invalid::Missing("query"));
+                None
+            }
+            Some("") => {
+                check.report(at.key("query"), Invalid::Empty("query"));
+                None
+            }
+            Some(q) => Some(q.to_string()),
+        };
+        let min = c.min.as_ref().map(|v| check.number(v, at.key("min")));
+        let max = c.max.as_ref().map(|v| check.number(v, at.key("max")));
+        if min.is_none() && max.is_none() {
+            check.report(
+                at.clone(),
+                Invalid::Missing("max or min (the bound the value must keep)"),
+            );
+            ok = false;
+        }
+        if let (Some(Some(lo)), Some(Some(hi))) = (min, max) {
+            if lo > hi {
+                check.report(
+                    at.key("min"),
+                    Invalid::Value(format!("min {lo} is above max {hi}")),
+                );
+                ok = false;
+            }
+        }
+        let (Some(name), Some(query)) = (name, query) else {
+            ok = false;
+            continue;
+        };
+        let (Some(min), Some(max)) = (
+            min.map_or(Some(None), |m| m.map(Some)),
+            max.map_or(Some(None), |m| m.map(Some)),
+        ) else {
+            ok = false;
+            continue;
+        };
+        checks.push(CustomCheck {
+            name,
+            query,
+            min,
+            max,
+        });
+    }
+    ok.then_some(checks)
+}
+
+fn compile_webhooks(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<RawWebhook>>,
+    path: &FieldPath,
+) -> Option<Vec<Webhook>> {
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
+    let at = path.key("webhooks");
+    let kinds: Vec<&str> = HookKind::ALL.iter().map(|k| k.as_str()).collect();
+    let mut names = HashMap::new();
+    let mut hooks = Vec::new();
+    let mut ok = true;
+    for (i, hook) in raw.iter().enumerate() {
+        let at = at.index(i);
+        let name = check.name(&hook.name, &at, "name");
+        if let Some(name) = &name {
+            check.unique(&mut names, name, at.key("name"), "webhook name");
+        }
+        let kind = check
+            .required(&hook.kind, &at, "type")
+            .and_then(|_| check.choice(&hook.kind, at.key("type"), &kinds))
+            .and_then(|k| HookKind::ALL.into_iter().find(|h| h.as_str() == k));
+        let url = check.required(&hook.url, &at, "url").and_then(|u| {
+            if u.starts_with("http://") || u.starts_with("https://") {
+                Some(u.clone())
+            } else {
+                check.report(
+                    at.key("url"),
+                    Invalid::Value(format!("\"{u}\" must start with http:// or https://")),
+                );
+                None
+            }
+        });
+        let timeout = check.positive_duration(
+            &hook.timeout,
+            at.key("timeout"),
+            Some(Duration::from_secs(10)),
+        );
+        let headers_env = hook
+            .headers_env
+            .as_ref()
+            .map(|m| m.0.clone())
+            .unwrap_or_default();
+        for (header, _) in &headers_env {
+            if http_token(header).is_none() {
+                check.report(
+                    at.key("headers_env").key(header.as_str()),
+                    Invalid::Value(format!("\"{header}\" is not a valid header name")),
+                );
+                ok = false;
+            }
+        }
+        match (name, kind, url, timeout) {
+            (Some(name), Some(kind), Some(url), Some(timeout)) => hooks.push(Webhook {
+                name,
+                kind,
+                url,
+                timeout,
+                headers_env,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(hooks)
+}
+
+/// `Some` when `name` is a valid HTTP header name (an RFC 9110 token).
+fn http_token(name: &str) -> Option<&str> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    valid.then_some(name)
 }
 
 fn compile_metrics(
@@ -387,12 +760,7 @@ fn compile_metrics(
             })
         }
         _ => {
-            if raw.prometheus.is_some() {
-                check.report(
-                    path.key("prometheus"),
-                    Invalid::Value("prometheus settings need source: prometheus".into()),
-                );
-            }
+            // `prometheus.url` with the scrape source serves `analysis.checks` only.
             let targets = match &raw.targets {
                 None => {
                     let admin = admin.clone()?;

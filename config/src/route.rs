@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, StatusCode};
 
 use crate::matcher::{request_host, HostMatch, PathMatch, RequestHead, RouteMatch};
 use crate::split::Split;
@@ -14,7 +14,7 @@ use crate::split::Split;
 mod compile;
 
 pub(crate) use compile::compile_routes;
-pub use compile::DEFAULT_ROUTE_TIMEOUT;
+pub use compile::{DEFAULT_ROUTE_TIMEOUT, DEFAULT_UPGRADES};
 
 /// Consecutive routes sharing an exact-match key are indexed once there are this many;
 /// below it a plain scan is faster than hashing.
@@ -34,8 +34,25 @@ pub struct Route {
     pub timeout: Option<Duration>,
     /// Where the key for sticky backend choice comes from, if any.
     pub sticky: Option<Sticky>,
-    /// The weighted backends.
+    /// The weighted backends; empty when the route answers itself (`respond`).
     pub split: Split,
+    /// The fixed answer of a route that forwards nothing (`respond:`); such a route has no
+    /// backends.
+    pub respond: Option<Respond>,
+    /// The protocols a client may switch to with `Upgrade` on this route (lower-case protocol
+    /// names, version ignored); any other `Upgrade` offer is removed before forwarding.
+    /// Default: `websocket` only.
+    pub upgrades: Vec<Box<str>>,
+}
+
+/// A fixed answer given by the proxy itself (`respond: { status: 500 }`), e.g. for a Gateway
+/// API rule without usable backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Respond {
+    /// The status sent.
+    pub status: StatusCode,
+    /// The body sent (`text/plain`); empty by default.
+    pub body: Arc<str>,
 }
 
 /// Where a route's sticky key is read from.
@@ -108,6 +125,21 @@ impl Sticky {
     #[inline]
     pub fn hash(key: &[u8]) -> u64 {
         xxhash_rust::xxh3::xxh3_64(key)
+    }
+}
+
+impl Route {
+    /// Whether `protocol` (one entry of an `Upgrade` header, `name` or `name/version`) is an
+    /// upgrade this route lets through. Names compare case-insensitively.
+    pub fn allows_upgrade(&self, protocol: &[u8]) -> bool {
+        let name = protocol
+            .split(|&b| b == b'/')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        self.upgrades
+            .iter()
+            .any(|allowed| allowed.as_bytes().eq_ignore_ascii_case(name))
     }
 }
 

@@ -28,7 +28,9 @@ pub struct Backend {
 }
 
 /// A route's backends with precomputed cumulative weights, so a pick is a short scan.
-#[derive(Clone, Debug, PartialEq)]
+/// The default, with no backends, is the split of a route that answers itself (`respond`);
+/// nothing picks from it.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Split {
     backends: Vec<Backend>,
     /// `cumulative[i]` = sum of weights of backends `0..=i`.

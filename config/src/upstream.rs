@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::address::Address;
 use crate::check::Checker;
 use crate::error::{FieldPath, Invalid};
-use crate::raw::{OrderedMap, RawClientTls, RawOutlierDetection, RawUpstream, Scalar};
+use crate::raw::{
+    OrderedMap, RawClientTls, RawHealthCheck, RawOutlierDetection, RawUpstream, Scalar,
+};
 
 /// Default connect timeout of an upstream.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,7 +36,22 @@ pub struct Upstream {
     pub tls: Option<ClientTls>,
     /// Passive health checking.
     pub outlier_detection: OutlierDetection,
+    /// Connections open to all endpoints together at most (HTTP/1.1; an HTTP/2 upstream has
+    /// one per endpoint). Default [`DEFAULT_UPSTREAM_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Requests waiting for a connection at most (every connection busy and `max_connections`
+    /// reached, or the HTTP/2 connection being opened); one more is answered 503 `overloaded`.
+    /// Default [`DEFAULT_MAX_PENDING_REQUESTS`].
+    pub max_pending_requests: usize,
+    /// Active health checking of every endpoint, when configured.
+    pub health_check: Option<HealthCheck>,
 }
+
+/// Connections per upstream when `max_connections` is not given (Envoy's circuit breaker
+/// default too).
+pub const DEFAULT_UPSTREAM_MAX_CONNECTIONS: usize = 1024;
+/// Requests waiting for a connection per upstream when `max_pending_requests` is not given.
+pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 1024;
 
 /// The HTTP version spoken to an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -73,6 +90,33 @@ pub struct OutlierDetection {
     #[serde(serialize_with = "serialize_duration")]
     pub max_ejection_time: Duration,
 }
+
+/// Active health checking: the proxy sends `GET path` to every endpoint of the upstream every
+/// `interval`, on connections of its own. An endpoint is in service while it passes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct HealthCheck {
+    /// Path (and query) of the probe; a 2xx answer within `timeout` is a pass.
+    pub path: String,
+    /// Time between the end of one probe and the start of the next. Default 5s.
+    #[serde(serialize_with = "serialize_duration")]
+    pub interval: Duration,
+    /// Longest wait for a probe's answer headers, connect included. Default 1s.
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// Passes in a row that bring an unhealthy endpoint back. Default 2.
+    pub healthy: u32,
+    /// Failures in a row that take a healthy endpoint out. Default 3.
+    pub unhealthy: u32,
+}
+
+/// Default `health_check.interval`.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `health_check.timeout`.
+pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default `health_check.healthy`.
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+/// Default `health_check.unhealthy`.
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 
 impl Default for OutlierDetection {
     fn default() -> Self {
@@ -160,6 +204,22 @@ fn compile_upstream(
         None => Some(OutlierDetection::default()),
         Some(o) => compile_outlier(check, o, &path.key("outlier_detection")),
     };
+    let max_connections = check.count(
+        &raw.max_connections,
+        path.key("max_connections"),
+        DEFAULT_UPSTREAM_MAX_CONNECTIONS as u64,
+        1,
+    );
+    let max_pending_requests = check.count(
+        &raw.max_pending_requests,
+        path.key("max_pending_requests"),
+        DEFAULT_MAX_PENDING_REQUESTS as u64,
+        0,
+    );
+    let health_check = match &raw.health_check {
+        None => Some(None),
+        Some(h) => compile_health_check(check, h, &path.key("health_check")).map(Some),
+    };
     if !ok {
         return None;
     }
@@ -174,6 +234,9 @@ fn compile_upstream(
         connect_timeout: connect_timeout?,
         tls: tls?,
         outlier_detection: outlier_detection?,
+        max_connections: usize::try_from(max_connections?).unwrap_or(usize::MAX),
+        max_pending_requests: usize::try_from(max_pending_requests?).unwrap_or(usize::MAX),
+        health_check: health_check?,
     })
 }
 
@@ -259,6 +322,66 @@ fn compile_outlier(
         base_ejection_time: base,
         max_ejection_time: max,
     })
+}
+
+fn compile_health_check(
+    check: &mut Checker<'_>,
+    raw: &RawHealthCheck,
+    path: &FieldPath,
+) -> Option<HealthCheck> {
+    let probe_path = match check.required(&raw.path, path, "path") {
+        None => None,
+        Some(p) => match probe_path_problem(p) {
+            None => Some(p.clone()),
+            Some(problem) => {
+                check.report(path.key("path"), Invalid::Value(problem));
+                None
+            }
+        },
+    };
+    let interval = check.positive_duration(
+        &raw.interval,
+        path.key("interval"),
+        Some(DEFAULT_HEALTH_CHECK_INTERVAL),
+    );
+    let timeout = check.positive_duration(
+        &raw.timeout,
+        path.key("timeout"),
+        Some(DEFAULT_HEALTH_CHECK_TIMEOUT),
+    );
+    let healthy = check.count(
+        &raw.healthy,
+        path.key("healthy"),
+        u64::from(DEFAULT_HEALTHY_THRESHOLD),
+        1,
+    );
+    let unhealthy = check.count(
+        &raw.unhealthy,
+        path.key("unhealthy"),
+        u64::from(DEFAULT_UNHEALTHY_THRESHOLD),
+        1,
+    );
+    Some(HealthCheck {
+        path: probe_path?,
+        interval: interval?,
+        timeout: timeout?,
+        healthy: u32::try_from(healthy?).unwrap_or(u32::MAX),
+        unhealthy: u32::try_from(unhealthy?).unwrap_or(u32::MAX),
+    })
+}
+
+/// Why `path` cannot be a probe's request target, if it cannot: it must be an origin-form
+/// target (`/health`, `/ready?full=1`) of visible ASCII.
+fn probe_path_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some(format!("must start with \"/\", got {path:?}"));
+    }
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic() || *c == '#') {
+        return Some(format!(
+            "{c:?} is not allowed in a request path (percent-encode it), got {path:?}"
+        ));
+    }
+    None
 }
 
 pub(crate) fn serialize_duration<S: serde::Serializer>(

@@ -405,3 +405,152 @@ fn weights_apply_on_top_of_the_config() {
         ]
     );
 }
+
+/// `BASE` with `route` (YAML list item lines) inserted before the `default` route.
+fn with_route_first(route: &str) -> String {
+    base_with(
+        "  - name: default\n",
+        &format!("{route}  - name: default\n"),
+    )
+}
+
+#[test]
+fn respond_routes_answer_without_backends() {
+    let text = with_route_first(
+        "  - name: broken\n    match: { path_exact: /broken }\n    respond: { status: 500, body: \"no backend\" }\n",
+    );
+    let config = Config::parse(&text, Path::new("sluice.yaml")).expect("valid");
+    let route = &config.routes.routes()[0];
+    let respond = route.respond.as_ref().expect("a respond route");
+    assert_eq!(
+        (respond.status.as_u16(), &*respond.body),
+        (500, "no backend")
+    );
+    assert!(route.split.backends().is_empty());
+    assert!(config.routes.routes()[1].respond.is_none());
+}
+
+#[test]
+fn respond_rules() {
+    assert_errors(
+        &with_route_first("  - name: both\n    respond: { status: 500 }\n    backends: [{ upstream: stable, weight: 1 }]\n"),
+        &["sluice.yaml:10:5: routes[0]: give either backends or respond, not both"],
+    );
+    assert_errors(
+        &with_route_first("  - name: odd\n    respond: { status: 99 }\n"),
+        &["sluice.yaml:11:24: routes[0].respond.status: must be an HTTP status from 200 to 599, got 99"],
+    );
+    assert_errors(
+        &with_route_first("  - name: text\n    respond: { status: \"500\" }\n"),
+        &["sluice.yaml:11:24: routes[0].respond.status: must be an HTTP status from 200 to 599, got \"500\""],
+    );
+    assert_errors(
+        &with_route_first("  - name: none\n    respond: { body: hi }\n"),
+        &["sluice.yaml:11:14: routes[0].respond: missing required field \"status\""],
+    );
+    assert_errors(
+        &with_route_first(
+            "  - name: sticky\n    sticky: { header: x-user }\n    respond: { status: 503 }\n",
+        ),
+        &["sluice.yaml:11:13: routes[0].sticky: a respond route has no backends to stick to"],
+    );
+    let rollout_of_respond = base_with(
+        "  - name: default\n",
+        "  - name: fixed\n    respond: { status: 503 }\n  - name: default\n",
+    )
+    .replace("route: default", "route: fixed");
+    assert_errors(
+        &rollout_of_respond,
+        &[
+            "sluice.yaml:20:13: rollouts[0].stable: route \"fixed\" has no backend \"stable\" (its backends: none)",
+            "sluice.yaml:21:13: rollouts[0].canary: route \"fixed\" has no backend \"canary\" (its backends: none)",
+        ],
+    );
+}
+
+#[test]
+fn segment_prefix_and_invert_are_matchers_like_the_others() {
+    let text = with_route_first(
+        "  - name: api\n    match:\n      path_segment_prefix: /api/\n      headers: { x-debug: { present: true, invert: true } }\n      query: { v: { exact: \"1\", invert: true } }\n    backends: [{ upstream: canary, weight: 1 }]\n",
+    );
+    assert_errors(&text, &[]);
+    assert_errors(
+        &with_route_first("  - name: two\n    match: { path_prefix: /a, path_segment_prefix: /a }\n    backends: [{ upstream: canary, weight: 1 }]\n"),
+        &["sluice.yaml:11:12: routes[0].match: give at most one of path_prefix, path_segment_prefix, path_exact, path_regex (found path_prefix, path_segment_prefix)"],
+    );
+    assert_errors(
+        &with_route_first("  - name: rel\n    match: { path_segment_prefix: api }\n    backends: [{ upstream: canary, weight: 1 }]\n"),
+        &["sluice.yaml:11:35: routes[0].match.path_segment_prefix: path \"api\" must start with \"/\""],
+    );
+}
+
+#[test]
+fn a_config_that_only_responds_needs_no_upstream() {
+    let text = "listeners:\n  - { name: http, address: 127.0.0.1:8080 }\nroutes:\n  - name: down\n    respond: { status: 503 }\n";
+    let config = Config::parse(text, Path::new("sluice.yaml")).expect("valid");
+    assert!(config.upstreams.is_empty());
+    assert_errors(
+        &text.replace("    respond: { status: 503 }\n", "    backends: [{ upstream: a, weight: 1 }]\n"),
+        &[
+            "sluice.yaml:1:1: missing required field \"upstreams\"",
+            "sluice.yaml:5:28: routes[0].backends[0].upstream: unknown upstream \"a\" (known: none)",
+        ],
+    );
+}
+
+#[test]
+fn pause_steps_strategy_bake_checks_and_webhooks() {
+    // Valid: a pause between weights, bake, a custom check with its Prometheus, every hook type.
+    let full = base_with(
+        "    interval: 30s\n",
+        "    interval: 30s\n    bake: 3\n    analysis:\n      checks:\n        - { name: cpu, query: 'avg(rate(cpu{version=\"{{canary_version}}\"}[{{interval}}]))', max: 0.8 }\n    metrics:\n      prometheus: { url: \"http://127.0.0.1:9090\" }\n    webhooks:\n      - { name: a, type: confirm-rollout, url: \"http://127.0.0.1:1/a\" }\n      - { name: b, type: pre-rollout, url: \"http://127.0.0.1:1/b\", timeout: 30s }\n      - { name: c, type: rollout, url: \"http://127.0.0.1:1/c\" }\n      - { name: d, type: confirm-promotion, url: \"http://127.0.0.1:1/d\" }\n      - { name: e, type: post-rollout, url: \"https://hooks.example.com/x\" }\n      - { name: f, type: event, url: \"https://hooks.example.com/y\", headers_env: { Authorization: HOOK_TOKEN } }\n",
+    )
+    .replace("steps: [5, 50, 100]", "steps: [5, pause, 50, 100]");
+    assert_errors(&full, &[]);
+    let config = Config::parse(&full, Path::new("sluice.yaml")).expect("valid");
+    let rollout = &config.rollouts[0];
+    assert_eq!(rollout.steps[1], sluice_config::Step::Pause);
+    assert_eq!((rollout.bake, rollout.webhooks.len()), (3, 6));
+    assert_eq!(rollout.analysis.checks[0].max, Some(0.8));
+
+    assert_errors(
+        &base_with("steps: [5, 50, 100]", "steps: [pause, 5, pause, pause, 100, pause]"),
+        &[
+            "sluice.yaml:20:13: rollouts[0].steps[0]: a pause step holds between two weights: not first, last or twice in a row",
+            "sluice.yaml:20:23: rollouts[0].steps[2]: a pause step holds between two weights: not first, last or twice in a row",
+            "sluice.yaml:20:42: rollouts[0].steps[5]: a pause step holds between two weights: not first, last or twice in a row",
+        ],
+    );
+    assert_errors(
+        &base_with("    interval: 30s\n", "    interval: 30s\n    strategy: blue_green\n"),
+        &["sluice.yaml:20:12: rollouts[0].steps: strategy blue_green switches 100% at once: steps must be [100]"],
+    );
+    assert_errors(
+        &base_with("    interval: 30s\n", "    interval: 30s\n    strategy: rainbow\n"),
+        &["sluice.yaml:22:15: rollouts[0].strategy: unknown value \"rainbow\" (expected one of: canary, blue_green)"],
+    );
+    assert_errors(
+        &base_with(
+            "    interval: 30s\n",
+            "    interval: 30s\n    analysis:\n      checks:\n        - { name: cpu, query: 'up' }\n",
+        ),
+        &["sluice.yaml:24:11: rollouts[0].analysis.checks[0]: missing required field \"max or min (the bound the value must keep)\""],
+    );
+    assert_errors(
+        &base_with(
+            "    interval: 30s\n",
+            "    interval: 30s\n    analysis:\n      checks:\n        - { name: cpu, query: 'up', min: 1 }\n",
+        ),
+        &["sluice.yaml:16:5: rollouts[0].metrics: missing required field \"prometheus.url (analysis.checks are PromQL queries)\""],
+    );
+    assert_errors(
+        &base_with(
+            "    interval: 30s\n",
+            "    interval: 30s\n    webhooks:\n      - { name: a, type: sometimes, url: \"ftp://x\" }\n",
+        ),
+        &[
+            "sluice.yaml:23:26: rollouts[0].webhooks[0].type: unknown value \"sometimes\" (expected one of: confirm-rollout, pre-rollout, rollout, confirm-promotion, post-rollout, event)",
+            "sluice.yaml:23:42: rollouts[0].webhooks[0].url: \"ftp://x\" must start with http:// or https://",
+        ],
+    );
+}

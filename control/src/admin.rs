@@ -1,5 +1,5 @@
 //! The control's admin endpoint: `GET /status` (JSON), `GET /metrics`, `GET /health`, and the
-//! commands `POST /rollouts/NAME/{start,promote,abort,pause,resume,retry}` (`?full=true` on
+//! commands `POST /rollouts/NAME/{start,promote,abort,pause,resume,retry,approve}` (`?full=true` on
 //! promote), each checked against the caller's role when authentication is on, optionally
 //! over TLS with client certificates.
 
@@ -172,7 +172,10 @@ impl Admin {
                 );
                 response
             }
-            Route::Command(name, command) => self.command(name, command, identity).await,
+            Route::Command(name, command) => {
+                let version = version_of(&query);
+                self.command(name, command, version, identity).await
+            }
         }
     }
 
@@ -200,6 +203,7 @@ impl Admin {
         &self,
         rollout: String,
         command: Command,
+        version: Option<String>,
         identity: Identity,
     ) -> Response<Full<Bytes>> {
         let (reply, answer) = oneshot::channel();
@@ -207,6 +211,7 @@ impl Admin {
             rollout,
             command,
             caller: identity.caller,
+            version,
             reply,
         };
         if self.commands.send(request).await.is_err() {
@@ -250,7 +255,7 @@ impl Route {
     fn needs(&self) -> Role {
         match self {
             Self::Health | Self::Status | Self::Metrics => Role::Read,
-            Self::Command(_, Command::Pause | Command::Resume) => Role::Operate,
+            Self::Command(_, Command::Pause | Command::Resume | Command::Approve) => Role::Operate,
             Self::Command(..) => Role::Release,
         }
     }
@@ -284,10 +289,11 @@ fn route(method: &Method, path: &str, query: &str) -> Result<Route, Response<Ful
                 [_, "pause"] => Command::Pause,
                 [_, "resume"] => Command::Resume,
                 [_, "retry"] => Command::Retry,
+                [_, "approve"] => Command::Approve,
                 _ => {
                     return Err(json_response(
                         StatusCode::NOT_FOUND,
-                        &json!({"error": "use POST /rollouts/NAME/{start,promote,abort,pause,resume,retry}"}),
+                        &json!({"error": "use POST /rollouts/NAME/{start,promote,abort,pause,resume,retry,approve}"}),
                     ))
                 }
             };
@@ -305,6 +311,14 @@ fn route(method: &Method, path: &str, query: &str) -> Result<Route, Response<Ful
             &json!({"error": "not found: GET /status, /metrics, /health; POST /rollouts/NAME/ACTION"}),
         )),
     }
+}
+
+/// `start?version=V`: the canary version being deployed.
+fn version_of(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "version")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// The subject common name of a DER certificate (else its first DNS name).

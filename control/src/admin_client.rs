@@ -110,47 +110,54 @@ impl AdminClient {
             })?;
             request.headers_mut().insert(header::AUTHORIZATION, value);
         }
-        let tcp = TcpStream::connect(&self.address)
-            .await
-            .map_err(|e| transport(&e))?;
-        let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => Self::over(TokioIo::new(tcp), request).await,
-            Some((config, name)) => {
-                let tls = TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| AdminError::Transport(format!("TLS: {e}")))?;
-                Self::over(TokioIo::new(tls), request).await
-            }
+        exchange(&self.address, self.tls.as_ref(), request).await
+    }
+}
+
+/// Sends `request` (origin-form URI, `Host` set) on a new connection to `address`, over TLS
+/// when `tls` is given, and reads the whole answer.
+pub async fn exchange(
+    address: &str,
+    tls: Option<&(Arc<ClientConfig>, ServerName<'static>)>,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), AdminError> {
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|e| AdminError::Transport(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => over(TokioIo::new(tcp), request).await,
+        Some((config, name)) => {
+            let tls = TlsConnector::from(config.clone())
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| AdminError::Transport(format!("TLS: {e}")))?;
+            over(TokioIo::new(tls), request).await
         }
     }
+}
 
-    async fn over<I>(
-        io: I,
-        request: Request<Full<Bytes>>,
-    ) -> Result<(StatusCode, Bytes), AdminError>
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let transport = |e: &dyn std::fmt::Display| AdminError::Transport(e.to_string());
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| transport(&e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| transport(&e))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| transport(&e))?
-            .to_bytes();
-        Ok((status, body))
-    }
+async fn over<I>(io: I, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), AdminError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let transport = |e: &dyn std::fmt::Display| AdminError::Transport(e.to_string());
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| transport(&e))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| transport(&e))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| transport(&e))?
+        .to_bytes();
+    Ok((status, body))
 }

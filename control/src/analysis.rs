@@ -37,6 +37,42 @@ pub struct Check {
     pub stable_p95: Option<f64>,
     /// Why it is not a pass (or what was skipped), one sentence each.
     pub reasons: Vec<String>,
+    /// Webhooks and health checks of the interval, with their outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateResult>,
+    /// The values of `analysis.checks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom: Vec<CustomValue>,
+}
+
+/// The outcome of a webhook call or a health gate in one interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    /// The hook's name (or `health`).
+    pub name: String,
+    /// The hook's type (`pre-rollout`, `rollout`, `confirm-rollout`, `confirm-promotion`) or
+    /// `health` for the green endpoints of a blue/green rollout.
+    pub kind: String,
+    /// 2xx (hooks) or every endpoint healthy (health).
+    pub passed: bool,
+    /// What happened: `HTTP 200`, `HTTP 503`, `no answer within 10s`, `2 of 3 endpoints
+    /// unhealthy: ...`.
+    pub detail: String,
+}
+
+/// The value of one `analysis.checks` query in one interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomValue {
+    /// The check's name.
+    pub name: String,
+    /// The query's value; `None` for an empty result, NaN, or an error.
+    pub value: Option<f64>,
+    /// Its lower bound.
+    pub min: Option<f64>,
+    /// Its upper bound.
+    pub max: Option<f64>,
+    /// Why there is no value.
+    pub error: Option<String>,
 }
 
 impl Verdict {
@@ -62,6 +98,129 @@ pub fn unmeasurable(reason: String) -> Check {
         stable_error_rate: None,
         stable_p95: None,
         reasons: vec![reason],
+        gates: Vec::new(),
+        custom: Vec::new(),
+    }
+}
+
+/// The check of an interval before the first step (no traffic reaches the canary yet): a
+/// confirm-rollout hook that did not answer 2xx holds (inconclusive); a pre-rollout hook that
+/// failed, or an unhealthy green endpoint, fails; otherwise a pass.
+pub fn judge_gate(gates: Vec<GateResult>) -> Check {
+    let mut check = unmeasurable(String::new());
+    check.reasons.clear();
+    let waiting: Vec<String> = gates
+        .iter()
+        .filter(|g| g.kind == "confirm-rollout" && !g.passed)
+        .map(|g| format!("waiting for confirm-rollout hook {} ({})", g.name, g.detail))
+        .collect();
+    let failed: Vec<String> = gates
+        .iter()
+        .filter(|g| g.kind != "confirm-rollout" && !g.passed)
+        .map(describe_gate)
+        .collect();
+    check.verdict = if !failed.is_empty() {
+        Verdict::Fail
+    } else if !waiting.is_empty() {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    check.reasons = failed;
+    check.reasons.extend(waiting);
+    check.gates = gates;
+    check
+}
+
+/// `check` with the interval's `rollout` hooks and custom checks taken into account: a failed
+/// hook or a value outside its bounds fails it; a custom check without a value makes an
+/// otherwise passing check inconclusive, never a pass.
+pub fn conclude(mut check: Check, gates: Vec<GateResult>, custom: Vec<CustomValue>) -> Check {
+    let mut failures: Vec<String> = gates
+        .iter()
+        .filter(|g| g.kind == "rollout" && !g.passed)
+        .map(describe_gate)
+        .collect();
+    let mut unknown = Vec::new();
+    for c in &custom {
+        match c.value {
+            None => unknown.push(format!(
+                "check {}: {}",
+                c.name,
+                c.error.as_deref().unwrap_or("no value")
+            )),
+            Some(v) if c.max.is_some_and(|max| v > max) => failures.push(format!(
+                "check {} {} > max {}",
+                c.name,
+                number(v),
+                number(c.max.unwrap_or_default())
+            )),
+            Some(v) if c.min.is_some_and(|min| v < min) => failures.push(format!(
+                "check {} {} < min {}",
+                c.name,
+                number(v),
+                number(c.min.unwrap_or_default())
+            )),
+            Some(_) => {}
+        }
+    }
+    if !failures.is_empty() {
+        check.verdict = Verdict::Fail;
+        failures.extend(std::mem::take(&mut check.reasons));
+        check.reasons = failures;
+    } else if !unknown.is_empty() {
+        if check.verdict == Verdict::Pass {
+            check.verdict = Verdict::Inconclusive;
+        }
+        check.reasons.extend(unknown);
+    }
+    check.gates = gates;
+    check.custom = custom;
+    check
+}
+
+fn describe_gate(gate: &GateResult) -> String {
+    if gate.kind == "health" {
+        format!("green not healthy: {}", gate.detail)
+    } else {
+        format!("{} hook {} failed: {}", gate.kind, gate.name, gate.detail)
+    }
+}
+
+/// `, cpu 0.42 (max 0.8)` for each custom check of `check`, for decision messages.
+pub fn custom_summary(check: &Check) -> String {
+    check
+        .custom
+        .iter()
+        .map(|c| {
+            let value = c.value.map_or("-".to_string(), number);
+            let bounds: Vec<String> = [("min", c.min), ("max", c.max)]
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k} {}", number(v))))
+                .collect();
+            format!(", {} {value} ({})", c.name, bounds.join(", "))
+        })
+        .collect()
+}
+
+/// `pre-rollout hook smoke HTTP 200, health 3/3 healthy` for decision messages.
+pub fn gates_summary(check: &Check) -> String {
+    check
+        .gates
+        .iter()
+        .map(|g| format!("{} {}: {}", g.kind, g.name, g.detail))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A number for messages: up to 4 significant decimals, no trailing zeros.
+fn number(value: f64) -> String {
+    let text = format!("{value:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text.is_empty() || text == "-" {
+        "0".into()
+    } else {
+        text.to_string()
     }
 }
 
@@ -102,6 +261,8 @@ pub fn judge(analysis: &Analysis, measurement: &Measurement) -> Check {
         stable_error_rate: stable.error_rate(),
         stable_p95: stable.p95,
         reasons: Vec::new(),
+        gates: Vec::new(),
+        custom: Vec::new(),
     };
     if canary.requests <= 0.0 || canary.requests < analysis.min_requests as f64 {
         check.verdict = Verdict::Inconclusive;
@@ -217,6 +378,7 @@ mod tests {
             max_error_rate_over_stable: None,
             failure_limit: 2,
             failure_counting: FailureCounting::Consecutive,
+            checks: vec![],
         }
     }
 
@@ -348,5 +510,47 @@ mod tests {
             2,
             "both relative checks say they were skipped"
         );
+    }
+
+    fn custom(value: Option<f64>) -> CustomValue {
+        CustomValue {
+            name: "cpu".into(),
+            value,
+            min: None,
+            max: Some(0.8),
+            error: value.is_none().then(|| "empty result or NaN".to_string()),
+        }
+    }
+
+    #[test]
+    fn custom_checks_and_rollout_hooks_decide_with_the_traffic_numbers() {
+        let healthy = Measurement {
+            canary: window(1000.0, 0.0, Some(0.1)),
+            stable: window(9000.0, 0.0, Some(0.1)),
+        };
+        let pass = judge(&analysis(), &healthy);
+        assert_eq!(pass.verdict, Verdict::Pass);
+        let over = conclude(pass.clone(), vec![], vec![custom(Some(0.93))]);
+        assert_eq!(over.verdict, Verdict::Fail);
+        assert_eq!(over.reasons, ["check cpu 0.93 > max 0.8"]);
+        assert_eq!(custom_summary(&over), ", cpu 0.93 (max 0.8)");
+        let empty = conclude(pass.clone(), vec![], vec![custom(None)]);
+        assert_eq!(
+            empty.verdict,
+            Verdict::Inconclusive,
+            "empty is never a pass"
+        );
+        assert_eq!(empty.reasons, ["check cpu: empty result or NaN"]);
+        let within = conclude(pass.clone(), vec![], vec![custom(Some(0.5))]);
+        assert_eq!(within.verdict, Verdict::Pass);
+        let hook = GateResult {
+            name: "smoke".into(),
+            kind: "rollout".into(),
+            passed: false,
+            detail: "HTTP 500".into(),
+        };
+        let failed = conclude(pass, vec![hook], vec![]);
+        assert_eq!(failed.verdict, Verdict::Fail);
+        assert_eq!(failed.reasons, ["rollout hook smoke failed: HTTP 500"]);
     }
 }

@@ -155,7 +155,13 @@ mod tests {
             route: "default".into(),
             stable: "stable".into(),
             canary: "canary".into(),
-            steps: [5, 10, 25, 50, 75, 100].map(percent).to_vec(),
+            steps: [5, 10, 25, 50, 75, 100]
+                .map(|p| sluice_config::Step::Weight(percent(p)))
+                .to_vec(),
+            strategy: sluice_config::Strategy::Canary,
+            bake: 0,
+            webhooks: vec![],
+            prometheus: None,
             interval: Duration::from_secs(30),
             analysis: Analysis {
                 min_requests: 100,
@@ -165,6 +171,7 @@ mod tests {
                 max_error_rate_over_stable: None,
                 failure_limit: 2,
                 failure_counting: FailureCounting::Consecutive,
+                checks: vec![],
             },
             metrics: MetricsSource::Scrape { targets: vec![] },
         };
@@ -177,6 +184,8 @@ mod tests {
             stable_error_rate: Some(0.0),
             stable_p95: Some(0.040),
             reasons: vec![],
+            gates: vec![],
+            custom: vec![],
         };
         let decision = DecisionRecord {
             seq: 3,

@@ -9,21 +9,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_config::{unix_now, Config, MetricsSource as SourceConfig, Rollout};
+use sluice_config::{
+    unix_now, Config, HookKind, MetricsSource as SourceConfig, Rollout, Strategy, Webhook,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::analysis::{judge, unmeasurable, Check};
+use crate::analysis::{conclude, judge, judge_gate, unmeasurable, Check};
 use crate::auth::Caller;
-use crate::measure::{Measured, Measurer};
+use crate::measure::{Measured, Measurer, Plan};
 use crate::metrics::ControlMetrics;
 use crate::rollout::{
-    decide, refused, Action, Context, Decision, Event, Phase, Refusal, RolloutState,
+    decide, next_is_last, refused, Action, Context, Decision, Event, Phase, Refusal, RolloutState,
 };
-use crate::source::{MetricSource, PrometheusSource, ScrapeSource};
+use crate::source::{MetricSource, PromQl, PrometheusSource, ScrapeSource};
 use crate::status::{RolloutStatus, Status};
 use crate::store::{FileStore, Store, StoreError, WriteError};
+use crate::webhook::{deliver, Payload};
 
 /// How often the config file and the weights are looked at between checks.
 const POLL: Duration = Duration::from_secs(1);
@@ -48,6 +51,8 @@ pub enum Command {
     Resume,
     /// `retry`.
     Retry,
+    /// `approve`.
+    Approve,
 }
 
 impl Command {
@@ -61,6 +66,7 @@ impl Command {
             Self::Pause => "pause",
             Self::Resume => "resume",
             Self::Retry => "retry",
+            Self::Approve => "approve",
         }
     }
 }
@@ -74,6 +80,8 @@ pub struct Request {
     pub command: Command,
     /// Who asked (for the audit trail).
     pub caller: Caller,
+    /// For `start`: the canary version being deployed (`start --version V`).
+    pub version: Option<String>,
     /// The decision's message, or why not.
     pub reply: oneshot::Sender<Result<String, CommandError>>,
 }
@@ -175,6 +183,26 @@ fn canary_version(config: &Config, rollout: &Rollout) -> Option<String> {
     config
         .upstream(&rollout.canary)
         .and_then(|(_, u)| u.version.clone())
+}
+
+/// `query` with its placeholders filled in: `{{canary_version}}`, `{{stable_version}}`,
+/// `{{route}}`, `{{interval}}` (a PromQL duration).
+fn render_query(
+    query: &str,
+    rollout: &Rollout,
+    (canary, stable): &(Option<String>, Option<String>),
+) -> String {
+    let millis = rollout.interval.as_millis();
+    let interval = if millis % 1000 == 0 {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    };
+    query
+        .replace("{{canary_version}}", canary.as_deref().unwrap_or(""))
+        .replace("{{stable_version}}", stable.as_deref().unwrap_or(""))
+        .replace("{{route}}", &rollout.route)
+        .replace("{{interval}}", &interval)
 }
 
 /// How long one measurement may take: the interval, between 1 s and 15 s.
@@ -327,10 +355,27 @@ impl Controller {
                 },
             });
         };
+        if let (Command::Start, Some(version)) = (request.command, &request.version) {
+            let m = &self.managed[index];
+            // The pipeline's start and the automatic start on the new version race: whichever
+            // comes second finds the rollout of that version running, and that is success.
+            if matches!(m.state.phase, Phase::Progressing | Phase::Paused)
+                && m.state.canary_version.as_deref() == Some(version.as_str())
+            {
+                let message = format!(
+                    "already rolling out {version} (phase {}, canary {}%); nothing changed",
+                    m.state.phase.as_str(),
+                    m.state.canary_weight
+                );
+                info!(rollout = %name, caller = %request.caller, "{message}");
+                return Ok(message);
+            }
+        }
         let event = match request.command {
             Command::Start => Event::Start {
                 automatic: false,
                 reason: String::new(),
+                version: request.version.clone(),
             },
             Command::Promote => Event::Promote,
             Command::PromoteFull => Event::PromoteFull,
@@ -338,6 +383,7 @@ impl Controller {
             Command::Pause => Event::Pause,
             Command::Resume => Event::Resume,
             Command::Retry => Event::Retry,
+            Command::Approve => Event::Approve,
         };
         let context = Context {
             at: unix_now(),
@@ -376,16 +422,163 @@ impl Controller {
     /// [`Measured`]).
     fn ask_due_measurements(&mut self) {
         let now = Instant::now();
-        for m in &mut self.managed {
-            if m.in_flight.is_none() && m.next_check.is_some_and(|t| t <= now) {
-                m.next_check = None;
-                if m.state.phase == Phase::Progressing {
-                    m.in_flight = Some(m.epoch);
-                    m.measurer.finish(m.epoch);
-                }
+        for index in 0..self.managed.len() {
+            let m = &self.managed[index];
+            if m.in_flight.is_some() || m.next_check.is_none_or(|t| t > now) {
+                continue;
+            }
+            let plan = (m.state.phase == Phase::Progressing).then(|| self.plan(index));
+            let m = &mut self.managed[index];
+            m.next_check = None;
+            if let Some(plan) = plan {
+                m.in_flight = Some(m.epoch);
+                m.measurer.finish(m.epoch, plan);
             }
         }
         self.publish();
+    }
+
+    /// What rollout `index`'s check of the interval that ends now needs: before the first
+    /// step its gates (confirm-rollout and pre-rollout hooks, green health); afterwards the
+    /// traffic, the `rollout` hooks, confirm-promotion hooks before the last step, and the
+    /// custom queries.
+    fn plan(&self, index: usize) -> Plan {
+        let m = &self.managed[index];
+        let r = &m.rollout;
+        let payload = self.payload(index, None);
+        let prometheus = r
+            .prometheus
+            .as_ref()
+            .filter(|_| !r.analysis.checks.is_empty())
+            .map(|url| PromQl::new(url, budget(r)));
+        if m.state.gated {
+            return Plan {
+                traffic: false,
+                hooks: r
+                    .webhooks
+                    .iter()
+                    .filter(|h| matches!(h.kind, HookKind::ConfirmRollout | HookKind::PreRollout))
+                    .cloned()
+                    .collect(),
+                payload,
+                health: (r.strategy == Strategy::BlueGreen).then(|| r.canary.clone()),
+                queries: Vec::new(),
+                prometheus: None,
+            };
+        }
+        let confirm = next_is_last(r, &m.state);
+        let versions = self.versions(r);
+        Plan {
+            traffic: true,
+            hooks: r
+                .webhooks
+                .iter()
+                .filter(|h| {
+                    h.kind == HookKind::Rollout || (confirm && h.kind == HookKind::ConfirmPromotion)
+                })
+                .cloned()
+                .collect(),
+            payload,
+            health: None,
+            queries: r
+                .analysis
+                .checks
+                .iter()
+                .map(|c| (c.clone(), render_query(&c.query, r, &versions)))
+                .collect(),
+            prometheus,
+        }
+    }
+
+    /// `(canary, stable)` versions: the canary's as the rollout saw it, stable's from the
+    /// config.
+    fn versions(&self, rollout: &Rollout) -> (Option<String>, Option<String>) {
+        let stable = self
+            .config
+            .upstream(&rollout.stable)
+            .and_then(|(_, u)| u.version.clone());
+        let canary = self
+            .index(&rollout.name)
+            .and_then(|i| self.managed[i].state.canary_version.clone())
+            .or_else(|| canary_version(&self.config, rollout));
+        (canary, stable)
+    }
+
+    /// The event of rollout `index` as hooks receive it, after `decision` when there is one.
+    fn payload(&self, index: usize, decision: Option<&Decision>) -> Payload {
+        let m = &self.managed[index];
+        let r = &m.rollout;
+        let (canary_version, stable_version) = self.versions(r);
+        let record = decision.and_then(|_| m.state.history.last());
+        let step = if m.state.phase == Phase::Idle || m.state.gated {
+            0
+        } else {
+            m.state.step + 1
+        };
+        let text = match decision {
+            Some(d) => format!(
+                "sluice: rollout {} {} (canary {}%): {}",
+                r.name,
+                d.action.as_str(),
+                m.state.canary_weight,
+                d.message
+            ),
+            None => format!(
+                "sluice: rollout {} is {} at canary {}% (step {step}/{})",
+                r.name,
+                m.state.phase.as_str(),
+                m.state.canary_weight,
+                r.steps.len()
+            ),
+        };
+        Payload {
+            rollout: r.name.clone(),
+            kind: HookKind::Event.as_str(),
+            phase: m.state.phase,
+            step,
+            steps: r.steps.len(),
+            weight: m.state.canary_weight,
+            canary_version,
+            stable_version,
+            action: decision.map(|d| d.action),
+            message: decision.map(|d| d.message.clone()),
+            check: m.state.last_check.as_ref().map(|c| c.check.clone()),
+            by: record.and_then(|r| r.by.clone()),
+            at: record.map_or_else(unix_now, |r| r.at),
+            text,
+        }
+    }
+
+    /// Sends `event` hooks for a decision of rollout `index`, and `post-rollout` hooks when it
+    /// just ended. Delivery runs on its own tasks: nothing here waits for it.
+    fn notify(&self, index: usize, decision: &Decision, was: Phase) {
+        let m = &self.managed[index];
+        let ended =
+            matches!(m.state.phase, Phase::Succeeded | Phase::RolledBack) && was != m.state.phase;
+        let hooks: Vec<Webhook> = m
+            .rollout
+            .webhooks
+            .iter()
+            .filter(|h| h.kind == HookKind::Event || (ended && h.kind == HookKind::PostRollout))
+            .cloned()
+            .collect();
+        if hooks.is_empty() {
+            return;
+        }
+        let payload = self.payload(index, Some(decision));
+        let rollout = m.rollout.name.clone();
+        for hook in hooks {
+            let payload = payload.clone();
+            let rollout = rollout.clone();
+            tokio::spawn(async move {
+                let outcome = deliver(&hook, &payload).await;
+                if outcome.passed {
+                    debug!(rollout = %rollout, hook = %hook.name, kind = hook.kind.as_str(), outcome = %outcome.detail, "webhook delivered");
+                } else {
+                    warn!(rollout = %rollout, hook = %hook.name, kind = hook.kind.as_str(), outcome = %outcome.detail, "webhook not delivered");
+                }
+            });
+        }
     }
 
     /// A measurement came back: judge it and decide, unless it is stale or a hand edit
@@ -408,9 +601,14 @@ impl Controller {
             return;
         }
         let m = &mut self.managed[index];
-        let check = match measured.result {
-            Ok(measurement) => judge(&m.rollout.analysis, &measurement),
-            Err(reason) => unmeasurable(reason),
+        let check = if m.state.gated {
+            judge_gate(measured.gates)
+        } else {
+            let traffic = match measured.result {
+                Ok(measurement) => judge(&m.rollout.analysis, &measurement),
+                Err(reason) => unmeasurable(reason),
+            };
+            conclude(traffic, measured.gates, measured.custom)
         };
         // The finished measurement started the next interval.
         m.next_check = Some(Instant::now() + m.rollout.interval);
@@ -482,6 +680,8 @@ impl Controller {
         let m = &mut self.managed[index];
         log_decision(&m.rollout.name, &decision, &m.state);
         self.metrics.state(&m.rollout.name, &m.state);
+        self.notify(index, &decision, was);
+        let m = &mut self.managed[index];
         let progressing = m.state.phase == Phase::Progressing;
         if progressing && (decision.write.is_some() || was != Phase::Progressing) {
             // A new weight (or a fresh start): measure only traffic from now on.
@@ -635,6 +835,7 @@ impl Controller {
             let event = Event::Start {
                 automatic: true,
                 reason,
+                version: None,
             };
             if let Err(e) = self.apply(index, event).await {
                 error!(rollout = %self.managed[index].rollout.name, error = %e, "automatic start failed");

@@ -25,5 +25,6 @@ pub mod rollout;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod webhook;
 pub mod weights_file;
 pub mod window;

@@ -13,6 +13,7 @@ use sluice_control::admin_client::{AdminClient, AdminError};
 use sluice_control::auth::Access;
 use sluice_control::controller::{default_source, Controller};
 use sluice_control::demo::{self, DemoOptions, Flavor};
+use sluice_control::rollout::{Action, Phase};
 use sluice_control::status::Status;
 use tokio_rustls::TlsAcceptor;
 use tracing::error;
@@ -48,9 +49,24 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
         /// Print the raw JSON of GET /status instead of the table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Refresh the table in place every second until interrupted.
+        #[arg(long)]
+        watch: bool,
     },
+    /// Follow a rollout until it ends, printing each decision: exit 0 when it succeeded,
+    /// 1 when it was rolled back, 2 on timeout, 3 when it cannot be followed (unknown rollout,
+    /// refused token).
+    Wait {
+        #[command(flatten)]
+        named: Named,
+        /// Give up after this long (exit 2).
+        #[arg(long, default_value = "30m", value_parser = duration, value_name = "DURATION")]
+        timeout: Duration,
+    },
+    /// Pass a `pause` step the rollout is held at.
+    Approve(Named),
     /// List a rollout's decisions and commands (with who asked), oldest first.
     History {
         #[command(flatten)]
@@ -60,7 +76,15 @@ enum Cmd {
         json: bool,
     },
     /// Start a rollout at its first step.
-    Start(Named),
+    Start {
+        #[command(flatten)]
+        named: Named,
+        /// The canary version being deployed: recorded as seen (its arrival in the config
+        /// does not start the rollout again), and a start that finds the rollout already
+        /// running on this version succeeds without changing anything.
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+    },
     /// Move to the next step now, skipping its analysis (`--full`: straight to 100%).
     Promote {
         #[command(flatten)]
@@ -167,7 +191,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        let done = match cli.command {
             Cmd::Run {
                 target,
                 log_format,
@@ -178,8 +202,27 @@ fn main() -> ExitCode {
                 run(&target, insecure_admin).await
             }
             Cmd::History { named, json } => history(&named, json).await,
-            Cmd::Status { target, json } => status(&target, json).await,
-            Cmd::Start(n) => act(&n, "start").await,
+            Cmd::Status {
+                target,
+                json,
+                watch: true,
+            } if !json => watch(&target).await,
+            Cmd::Status { target, json, .. } => status(&target, json).await,
+            Cmd::Wait { named, timeout } => return wait(&named, timeout).await,
+            Cmd::Approve(n) => act(&n, "approve").await,
+            Cmd::Start { named, version } => {
+                let action = match version {
+                    Some(v) => format!(
+                        "start?version={}",
+                        percent_encoding::utf8_percent_encode(
+                            &v,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    ),
+                    None => "start".to_string(),
+                };
+                act(&named, &action).await
+            }
             Cmd::Promote { named, full } => {
                 act(&named, if full { "promote?full=true" } else { "promote" }).await
             }
@@ -206,10 +249,11 @@ fn main() -> ExitCode {
                 .await
                 .map_err(anyhow::Error::from)
             }
-        }
+        };
+        done.map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if tracing::dispatcher::has_been_set() {
                 error!("{e:#}");
@@ -465,6 +509,140 @@ async fn act(named: &Named, action: &str) -> anyhow::Result<()> {
         json["message"].as_str().unwrap_or("ok")
     );
     Ok(())
+}
+
+/// `status --watch`: the table redrawn in place every second (on a terminal: cursor home,
+/// each line cleared to its end, the rest of the screen cleared — no flicker); elsewhere the
+/// table is printed again whenever it changes.
+#[allow(clippy::print_stdout)]
+async fn watch(target: &Target) -> anyhow::Result<()> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last = String::new();
+    let mut first = true;
+    loop {
+        let table = match fetch(target, "/status").await {
+            Ok(body) => {
+                let status = parse_status(&body)?;
+                sluice_control::cli_table::render(&status, sluice_config::unix_now())
+            }
+            Err(e) => format!("{e:#}\n"),
+        };
+        if terminal {
+            let mut frame = String::from(if first { "\x1b[2J\x1b[H" } else { "\x1b[H" });
+            for line in table.lines() {
+                frame.push_str(line);
+                frame.push_str("\x1b[K\n");
+            }
+            frame.push_str("\x1b[J");
+            print!("{frame}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        } else if table != last {
+            println!("{table}");
+        }
+        first = false;
+        last = table;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `wait NAME`: follows the rollout through the control's status (reconnecting while the
+/// control restarts), prints each new decision once, and exits with the outcome.
+#[allow(clippy::print_stdout)]
+async fn wait(named: &Named, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (client, source) = client(&named.target)?;
+    let admin = client.address().to_string();
+    let mut seen: Option<u64> = None;
+    let mut outage = false;
+    let mut noted_idle = false;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            println!(
+                "{}: timed out after {} waiting for the rollout to end",
+                named.name,
+                sluice_config::format_duration(timeout)
+            );
+            return Ok(ExitCode::from(2));
+        }
+        let answer = client
+            .get("/status", remaining.min(Duration::from_secs(5)))
+            .await;
+        match answer {
+            Err(e) => {
+                if !outage {
+                    println!("{}: sluice-control at {admin} unreachable ({e}); retrying until it answers", named.name);
+                    outage = true;
+                }
+            }
+            Ok((code, body)) if !code.is_success() => {
+                eprintln!(
+                    "sluice-control: {:#}",
+                    refused(&admin, code, &body, &source)
+                );
+                return Ok(ExitCode::from(3));
+            }
+            Ok((_, body)) => {
+                if outage {
+                    println!("{}: sluice-control at {admin} answers again", named.name);
+                    outage = false;
+                }
+                let status = parse_status(&body)?;
+                let Some(rollout) = status.rollout(&named.name) else {
+                    let known: Vec<&str> =
+                        status.rollouts.iter().map(|r| r.name.as_str()).collect();
+                    eprintln!(
+                        "sluice-control: unknown rollout \"{}\" (known: {})",
+                        named.name,
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    );
+                    return Ok(ExitCode::from(3));
+                };
+                // First contact: the decisions of the run under way (from its start).
+                let from = seen.unwrap_or_else(|| {
+                    rollout
+                        .history
+                        .iter()
+                        .rev()
+                        .find(|d| matches!(d.action, Action::Started))
+                        .map_or(rollout.decisions, |d| d.seq - 1)
+                });
+                for decision in rollout.history.iter().filter(|d| d.seq > from) {
+                    println!(
+                        "{}: {:<11} canary {:>5}%  {}",
+                        named.name,
+                        decision.action.as_str(),
+                        decision.canary_weight,
+                        decision.message
+                    );
+                }
+                seen = Some(from.max(rollout.decisions));
+                match rollout.phase {
+                    Phase::Succeeded => {
+                        println!("{}: succeeded", named.name);
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Phase::RolledBack => {
+                        println!("{}: rolled back", named.name);
+                        return Ok(ExitCode::from(1));
+                    }
+                    Phase::Idle if !noted_idle => {
+                        println!("{}: not started yet; waiting for it to start", named.name);
+                        noted_idle = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let pause = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(Duration::from_secs(1));
+        tokio::time::sleep(pause).await;
+    }
 }
 
 fn unreachable(admin: &str, why: &str) -> anyhow::Error {

@@ -43,7 +43,11 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     if in_bucket <= 0.0 {
         return Some(upper);
     }
-    Some(lower + (upper - lower) * (rank - below) / in_bucket)
+    // The fraction first, as PromQL computes it, and never past the bucket's bounds: a p95
+    // that fills its bucket exactly must come out as the bound itself, not one rounding step
+    // above it (which would fail a `max_p95` set on that bound).
+    let fraction = (rank - below) / in_bucket;
+    Some((lower + (upper - lower) * fraction).min(upper).max(lower))
 }
 
 #[cfg(test)]

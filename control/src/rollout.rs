@@ -3,9 +3,11 @@
 //! the decisions (write weights, persist, log).
 
 use serde::{Deserialize, Serialize};
-use sluice_config::{FailureCounting, Rollout, Weight, WEIGHT_SCALE};
+use sluice_config::{
+    FailureCounting, HookKind, Rollout, Step as StepKind, Strategy, Weight, WEIGHT_SCALE,
+};
 
-use crate::analysis::{millis, percent, Check, Verdict};
+use crate::analysis::{custom_summary, gates_summary, millis, percent, Check, Verdict};
 
 /// Where a rollout is. Spelled as in `sluice-control status` and the phase metric.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +46,16 @@ pub struct RolloutState {
     pub written: Option<(Weight, Weight)>,
     /// The most recent check.
     pub last_check: Option<CheckRecord>,
+    /// Started, but the first step waits for its checks (confirm-rollout and pre-rollout
+    /// hooks, green health for blue/green): the canary is at 0%.
+    #[serde(default)]
+    pub gated: bool,
+    /// Paused at a `pause` step until `approve` (or `promote`).
+    #[serde(default)]
+    pub approval: bool,
+    /// Bake intervals passed at the last step.
+    #[serde(default)]
+    pub baked: u32,
     /// Decisions so far (the `seq` of the last one).
     #[serde(default)]
     pub decisions: u64,
@@ -104,6 +116,8 @@ pub enum Event {
         automatic: bool,
         /// Why, for the log.
         reason: String,
+        /// The canary version being deployed (`start --version`), recorded as seen.
+        version: Option<String>,
     },
     /// `promote`: the next step now, skipping its analysis.
     Promote,
@@ -117,6 +131,8 @@ pub enum Event {
     Resume,
     /// `retry`: start a rolled-back rollout over.
     Retry,
+    /// `approve`: pass a `pause` step.
+    Approve,
     /// The weights file no longer says what the control wrote.
     HandEdited(String),
     /// After success, sluice.yaml's stable upstream now runs the version that succeeded:
@@ -150,6 +166,10 @@ pub enum Action {
     HandedBack,
     /// An operator's command that the phase did not allow (recorded for the audit trail).
     Refused,
+    /// A bake interval at the last step passed.
+    Baked,
+    /// A `pause` step was approved.
+    Approved,
 }
 
 /// The outcome of an event.
@@ -232,6 +252,8 @@ impl Action {
             Self::Resumed => "resumed",
             Self::HandedBack => "handed_back",
             Self::Refused => "refused",
+            Self::Baked => "baked",
+            Self::Approved => "approved",
         }
     }
 }
@@ -271,17 +293,26 @@ pub fn decide(
         hint,
     };
     let step = match event {
-        Event::Start { automatic, reason } => {
+        Event::Start {
+            automatic,
+            reason,
+            version,
+        } => {
             if !automatic && matches!(state.phase, Phase::Progressing | Phase::Paused) {
                 return Err(refuse(
                     "it is already running; abort it first to start over",
                 ));
             }
-            let why = if automatic {
-                format!("started: {reason}")
-            } else {
-                format!("started by {who}")
+            let why = match (&version, automatic) {
+                (_, true) => format!("started: {reason}"),
+                (Some(v), false) => format!("started by {who} for version {v}"),
+                (None, false) => format!("started by {who}"),
             };
+            // The version the operator deploys: when the config shows it later, that is
+            // this rollout, not a new one.
+            if version.is_some() {
+                next.canary_version = version;
+            }
             start(rollout, &mut next, why)
         }
         Event::Retry => {
@@ -300,11 +331,24 @@ pub fn decide(
                     "only a running rollout can be promoted; start it first",
                 ));
             }
-            advance(
-                rollout,
-                &mut next,
-                &format!("promoted by {who} (analysis skipped)"),
-            )
+            if state.approval {
+                // Promoting passes a `pause` step, as approving does.
+                approve(rollout, &mut next, &format!("promoted by {who}"))
+            } else {
+                advance(
+                    rollout,
+                    &mut next,
+                    &format!("promoted by {who} (analysis skipped)"),
+                )
+            }
+        }
+        Event::Approve => {
+            if !state.approval {
+                return Err(refuse(
+                    "nothing waits for approval (only a rollout held at a `pause` step can be approved)",
+                ));
+            }
+            approve(rollout, &mut next, &format!("approved by {who}"))
         }
         Event::PromoteFull => {
             if !matches!(state.phase, Phase::Progressing | Phase::Paused) {
@@ -323,6 +367,8 @@ pub fn decide(
             }
             next.phase = Phase::RolledBack;
             next.paused_reason = None;
+            next.approval = false;
+            next.gated = false;
             next.canary_weight = NONE;
             Step {
                 action: Action::Aborted,
@@ -345,6 +391,11 @@ pub fn decide(
         Event::Resume => {
             if state.phase != Phase::Paused {
                 return Err(refuse("only a paused rollout can be resumed"));
+            }
+            if state.approval {
+                return Err(refuse(
+                    "it waits for approval at a `pause` step: `sluice-control approve` (or promote) passes it",
+                ));
             }
             next.phase = Phase::Progressing;
             next.paused_reason = None;
@@ -455,13 +506,41 @@ pub fn refused(
     next
 }
 
+/// Whether a start waits for checks before the first step: confirm-rollout and pre-rollout
+/// hooks, and for blue/green the green endpoints' health.
+pub fn is_gated(rollout: &Rollout) -> bool {
+    rollout.strategy == Strategy::BlueGreen
+        || rollout.hooks(HookKind::ConfirmRollout).next().is_some()
+        || rollout.hooks(HookKind::PreRollout).next().is_some()
+}
+
 fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Step {
-    let first = rollout.steps.first().copied().unwrap_or(FULL);
     next.phase = Phase::Progressing;
     next.step = 0;
-    next.canary_weight = first;
     next.failures = 0;
     next.paused_reason = None;
+    next.approval = false;
+    next.baked = 0;
+    if is_gated(rollout) {
+        // The canary gets no traffic until the checks before the first step pass.
+        next.gated = true;
+        next.canary_weight = NONE;
+        return Step {
+            action: Action::Started,
+            message: format!(
+                "{message}; canary 0% until the checks before the first step pass ({})",
+                gate_names(rollout)
+            ),
+            write: Some(NONE),
+        };
+    }
+    next.gated = false;
+    let first = rollout
+        .steps
+        .first()
+        .and_then(|s| s.weight())
+        .unwrap_or(FULL);
+    next.canary_weight = first;
     Step {
         action: Action::Started,
         message: format!(
@@ -472,28 +551,125 @@ fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Step {
     }
 }
 
+/// What a gated start waits for, for messages.
+fn gate_names(rollout: &Rollout) -> String {
+    let mut names: Vec<String> = rollout
+        .webhooks
+        .iter()
+        .filter(|h| matches!(h.kind, HookKind::ConfirmRollout | HookKind::PreRollout))
+        .map(|h| format!("{} hook {}", h.kind.as_str(), h.name))
+        .collect();
+    if rollout.strategy == Strategy::BlueGreen {
+        names.push(format!("health of every {} endpoint", rollout.canary));
+    }
+    names.join(", ")
+}
+
+/// Leaves the gate: the first step's weight (blue/green: the switch to 100%).
+fn open_gate(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Step {
+    next.gated = false;
+    next.step = 0;
+    let first = rollout
+        .steps
+        .first()
+        .and_then(|s| s.weight())
+        .unwrap_or(FULL);
+    next.canary_weight = first;
+    let message = if rollout.strategy == Strategy::BlueGreen {
+        format!(
+            "{why}: switched, {} (green) takes {first}% in one write",
+            rollout.canary
+        )
+    } else {
+        format!(
+            "{why}: canary 0% -> {first}% (step 1/{})",
+            rollout.steps.len()
+        )
+    };
+    Step {
+        action: Action::Advanced,
+        message,
+        write: Some(first),
+    }
+}
+
+/// Moves to the next step: a weight (written), a pause (held for approval), or past the last
+/// step (bake intervals, then succeeded).
 fn advance(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Step {
+    if next.gated {
+        return open_gate(rollout, next, why);
+    }
     if next.step + 1 >= rollout.steps.len() {
+        if next.baked < rollout.bake {
+            next.baked += 1;
+            return Step {
+                action: Action::Baked,
+                message: format!(
+                    "{why}; bake interval {} of {} at canary {}%",
+                    next.baked, rollout.bake, next.canary_weight
+                ),
+                write: None,
+            };
+        }
         return succeed(next, format!("{why}; that was the last step"));
     }
     let from = next.canary_weight;
     next.step += 1;
-    next.canary_weight = rollout.steps[next.step];
-    Step {
-        action: Action::Advanced,
-        message: format!(
-            "{why}: canary {from}% -> {}% (step {}/{})",
-            next.canary_weight,
-            next.step + 1,
-            rollout.steps.len()
-        ),
-        write: Some(next.canary_weight),
+    match rollout.steps[next.step] {
+        StepKind::Pause => {
+            next.phase = Phase::Paused;
+            next.approval = true;
+            let reason = format!(
+                "waiting for approval at canary {from}% (step {}/{}): `sluice-control approve {}`",
+                next.step + 1,
+                rollout.steps.len(),
+                rollout.name
+            );
+            next.paused_reason = Some(reason.clone());
+            Step {
+                action: Action::Paused,
+                message: format!("{why}; {reason}"),
+                write: None,
+            }
+        }
+        StepKind::Weight(weight) => {
+            next.canary_weight = weight;
+            Step {
+                action: Action::Advanced,
+                message: format!(
+                    "{why}: canary {from}% -> {weight}% (step {}/{})",
+                    next.step + 1,
+                    rollout.steps.len()
+                ),
+                write: Some(weight),
+            }
+        }
     }
+}
+
+/// Whether the step after the current one is the last weight step (confirm-promotion hooks
+/// hold the rollout before it).
+pub fn next_is_last(rollout: &Rollout, state: &RolloutState) -> bool {
+    !state.gated && state.step + 2 == rollout.steps.len()
+}
+
+/// Passes the `pause` step the rollout is held at: progressing again, on to the next step.
+fn approve(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Step {
+    next.phase = Phase::Progressing;
+    next.approval = false;
+    next.paused_reason = None;
+    let mut step = advance(rollout, next, why);
+    if step.action == Action::Advanced {
+        step.action = Action::Approved;
+    }
+    step
 }
 
 fn succeed(next: &mut RolloutState, why: String) -> Step {
     next.phase = Phase::Succeeded;
     next.paused_reason = None;
+    next.approval = false;
+    next.gated = false;
     next.canary_weight = FULL;
     Step {
         action: Action::Succeeded,
@@ -511,8 +687,9 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step
         Verdict::Inconclusive => Step {
             action: Action::Held,
             message: format!(
-                "inconclusive: {}; holding at {}%",
+                "inconclusive: {}{}; holding at {}%",
                 check.reasons.join("; "),
+                custom_summary(check),
                 next.canary_weight
             ),
             write: None,
@@ -524,20 +701,49 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step
             let p95_limit = analysis.max_p95.map_or(String::new(), |m| {
                 format!(" <= {}", millis(m.as_secs_f64()))
             });
-            let why = format!(
-                "check passed ({requests} requests, error rate {rate} <= {}, p95 {p95}{p95_limit})",
-                percent(analysis.max_error_rate)
-            );
+            let why = if next.gated {
+                format!(
+                    "checks before the first step passed ({})",
+                    gates_summary(check)
+                )
+            } else {
+                format!(
+                    "check passed ({requests} requests, error rate {rate} <= {}, p95 {p95}{p95_limit}{})",
+                    percent(analysis.max_error_rate),
+                    custom_summary(check)
+                )
+            };
+            if next_is_last(rollout, next) {
+                let waiting: Vec<String> = check
+                    .gates
+                    .iter()
+                    .filter(|g| g.kind == HookKind::ConfirmPromotion.as_str() && !g.passed)
+                    .map(|g| format!("{} ({})", g.name, g.detail))
+                    .collect();
+                if !waiting.is_empty() {
+                    return Step {
+                        action: Action::Held,
+                        message: format!(
+                            "{why}; holding at {}%: confirm-promotion hook {} did not confirm the last step",
+                            next.canary_weight,
+                            waiting.join(", ")
+                        ),
+                        write: None,
+                    };
+                }
+            }
             advance(rollout, next, &why)
         }
         Verdict::Fail => {
             next.failures += 1;
             let what = format!(
-                "check failed: {} ({requests} requests, error rate {rate}, p95 {p95})",
-                check.reasons.join("; ")
+                "check failed: {} ({requests} requests, error rate {rate}, p95 {p95}{})",
+                check.reasons.join("; "),
+                custom_summary(check)
             );
             if next.failures >= analysis.failure_limit {
                 next.phase = Phase::RolledBack;
+                next.gated = false;
                 next.canary_weight = NONE;
                 Step {
                     action: Action::RolledBack,

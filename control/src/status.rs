@@ -2,7 +2,7 @@
 //! prints, `wait` follows and the demo draws.
 
 use serde::{Deserialize, Serialize};
-use sluice_config::{Analysis, FailureCounting, Rollout, Weight};
+use sluice_config::{Analysis, FailureCounting, Rollout, Step, Strategy, Weight};
 
 use crate::rollout::{CheckRecord, DecisionRecord, Phase, RolloutState};
 
@@ -28,8 +28,16 @@ pub struct RolloutStatus {
     pub phase: Phase,
     /// 1-based step (0 when idle).
     pub step: usize,
-    /// The steps (canary percent).
-    pub steps: Vec<Weight>,
+    /// The steps: canary percentages and `pause` steps.
+    pub steps: Vec<Step>,
+    /// Canary (step by step) or blue/green.
+    pub strategy: Strategy,
+    /// Waiting at a `pause` step for `approve`.
+    pub awaiting_approval: bool,
+    /// Started, but waiting for the checks before the first step (canary 0%).
+    pub gated: bool,
+    /// Bake intervals passed at the last step, and how many are needed.
+    pub baked: (u32, u32),
     /// Canary weight the rollout has in force (percent).
     pub canary_weight: Weight,
     /// Failures counted towards the limit.
@@ -96,6 +104,10 @@ impl RolloutStatus {
                 state.step + 1
             },
             steps: rollout.steps.clone(),
+            strategy: rollout.strategy,
+            awaiting_approval: state.approval,
+            gated: state.gated,
+            baked: (state.baked, rollout.bake),
             canary_weight: state.canary_weight,
             failures: state.failures,
             paused_reason: state.paused_reason.clone(),

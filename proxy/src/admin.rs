@@ -119,9 +119,15 @@ impl Admin {
                 "version": config.version,
                 "protocol": config.protocol,
                 "tls": config.tls.is_some(),
+                "max_connections": config.max_connections,
+                "max_pending_requests": config.max_pending_requests,
+                "open_connections": runtime.breaker().map(|b| b.open_connections()),
+                "waiting_requests": runtime.breaker().map(|b| b.waiting()),
+                "health_check": config.health_check,
                 "endpoints": runtime.endpoints().iter().map(|e| json!({
                     "address": e.label(),
                     "healthy": e.is_healthy(now),
+                    "health_check": e.probe_status().as_str(),
                     "in_flight": e.in_flight(),
                     "idle_connections": e.idle_connections(),
                     "connections_opened": e.connections_opened(),
@@ -152,6 +158,10 @@ fn routes_json(snapshot: &Snapshot) -> Vec<Value> {
                     "configured_weight": c.weight,
                     "share": b.weight.hundredths() as f64 / route.split.total().max(1) as f64,
                 })).collect::<Vec<_>>(),
+                "respond": route.respond.as_ref().map(|r| json!({
+                    "status": r.status.as_u16(),
+                    "body": &*r.body,
+                })),
             })
         })
         .collect()

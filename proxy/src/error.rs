@@ -46,6 +46,20 @@ pub enum ProxyError {
     /// A method the proxy does not forward (`CONNECT`).
     #[error("method not allowed: sluice does not tunnel CONNECT")]
     MethodNotAllowed,
+    /// The upstream's circuit breaker is open: `max_pending_requests` requests already wait
+    /// for one of its `max_connections` connections.
+    #[error("upstream overloaded: too many requests waiting for a connection")]
+    Overloaded,
+    /// The upstream answered `101 Switching Protocols` to a request that offered no upgrade
+    /// the route allows.
+    #[error("upstream switched protocols without an allowed upgrade")]
+    UnexpectedUpgrade,
+}
+
+impl From<crate::headers::BadRequest> for ProxyError {
+    fn from(refused: crate::headers::BadRequest) -> Self {
+        Self::BadRequest(refused.0)
+    }
 }
 
 impl ProxyError {
@@ -53,10 +67,12 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Connect(_) | Self::ConnectTimeout | Self::Tls(_) | Self::Reset(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::NoHealthyEndpoint | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Connect(_)
+            | Self::ConnectTimeout
+            | Self::Tls(_)
+            | Self::Reset(_)
+            | Self::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) | Self::BadRequestBody | Self::Unsendable(_) => {
                 StatusCode::BAD_REQUEST
@@ -78,6 +94,8 @@ impl ProxyError {
             Self::BadRequest(_) | Self::BadRequestBody | Self::Unsendable(_) => "bad_request",
             Self::RequestBodyTimeout => "request_body_timeout",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Overloaded => "overloaded",
+            Self::UnexpectedUpgrade => "unexpected_upgrade",
         }
     }
 
@@ -115,6 +133,8 @@ mod tests {
             (ProxyError::Timeout, 504, "timeout"),
             (ProxyError::BadRequest("x"), 400, "bad_request"),
             (ProxyError::RequestBodyTimeout, 408, "request_body_timeout"),
+            (ProxyError::Overloaded, 503, "overloaded"),
+            (ProxyError::UnexpectedUpgrade, 502, "unexpected_upgrade"),
         ];
         for (error, status, kind) in cases {
             assert_eq!(error.status().as_u16(), status);

@@ -13,13 +13,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sluice_config::{RequestHead, Sticky, UpstreamProtocol};
+use sluice_config::{RequestHead, Respond, Route, Sticky, UpstreamProtocol};
 use tracing::debug;
 
 use crate::body::{BodyDone, RequestBody, ResponseBody};
 use crate::drain::{DrainWatch, OpenConnection};
 use crate::error::ProxyError;
 use crate::headers;
+use crate::listener::{ConnectionLimit, OpenClient};
 use crate::metrics::BackendMetrics;
 use crate::routing::Routing;
 use crate::snapshot::{BackendRuntime, Snapshot};
@@ -41,6 +42,9 @@ pub struct Downstream {
     pub https: bool,
     /// Lets upgraded (tunnelled) connections count as open while the proxy drains.
     pub drain: DrainWatch,
+    /// The listener's open connections: a tunnel counts against `max_connections` while it
+    /// lives.
+    pub connections: Arc<ConnectionLimit>,
 }
 
 thread_local! {
@@ -95,12 +99,24 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed);
         }
+        headers::check_host(req.version(), req.uri(), req.headers())?;
         let head = RequestHead {
             method: req.method(),
             uri: req.uri(),
             headers: req.headers(),
         };
         let (route_index, route) = snapshot.table.find(&head).ok_or(ProxyError::NoRoute)?;
+        if let Some(respond) = &route.respond {
+            if let Some(Some(answered)) = snapshot.respond_metrics.get(route_index) {
+                *labels = answered;
+            }
+            debug!(
+                route = labels.route(),
+                status = respond.status.as_u16(),
+                "fixed response"
+            );
+            return Ok(fixed_response(respond));
+        }
         let backends = &snapshot.routes[route_index];
         let split = &route.split;
         let roll = match route.sticky.as_ref().and_then(|s| s.key(req.headers())) {
@@ -118,7 +134,7 @@ impl Proxy {
                 endpoint
             }
         };
-        self.forward(downstream, endpoint, req, start, route.timeout, labels)
+        self.forward(downstream, endpoint, req, start, route, labels)
             .await
     }
 
@@ -128,11 +144,15 @@ impl Proxy {
         endpoint: &Arc<Endpoint>,
         req: Request<Incoming>,
         start: Instant,
-        timeout: Option<Duration>,
+        route: &Route,
         labels: &BackendMetrics,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
+        // Only an upgrade the route allows, over HTTP/1.1 both ways, becomes a tunnel; any other
+        // `Upgrade` offer (h2c above all) is removed and the request forwarded as a plain one.
+        let upgrade = parts.version == Version::HTTP_11
+            && endpoint.protocol() == UpstreamProtocol::Http1
+            && headers::keep_allowed_upgrades(&mut parts.headers, |p| route.allows_upgrade(p));
         let client_upgrade = if upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
         } else {
@@ -141,7 +161,7 @@ impl Proxy {
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
         headers::add_forwarded(&mut parts.headers, &downstream.client_ip, downstream.https);
         headers::ensure_request_id(&mut parts.headers, random);
-        retarget(&mut parts, endpoint.protocol(), endpoint.is_tls())?;
+        retarget(&mut parts, endpoint)?;
         let body_done = (!http_body::Body::is_end_stream(&body)).then(BodyDone::default);
         let req = Request::from_parts(
             parts,
@@ -149,7 +169,7 @@ impl Proxy {
         );
 
         let sent = endpoint.send(req, body_done.clone(), start);
-        let sent = match timeout {
+        let sent = match route.timeout {
             Some(timeout) => match tokio::time::timeout_at((start + timeout).into(), sent).await {
                 Ok(result) => result,
                 // Still uploading when time ran out: the client is slow, not the upstream.
@@ -160,7 +180,7 @@ impl Proxy {
             },
             None => sent.await,
         };
-        let (mut response, lease) = match sent {
+        let (mut response, mut lease) = match sent {
             Ok(answer) => answer,
             Err(error) => {
                 if let Some(kind) = error.upstream_kind() {
@@ -172,6 +192,18 @@ impl Proxy {
             }
         };
         let status = response.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
+            // Switching protocols on a request that offered no (allowed) upgrade: relaying it
+            // would tell the client a tunnel exists that the proxy never opens.
+            endpoint.record_outcome(false);
+            debug!(
+                route = labels.route(),
+                backend = labels.backend(),
+                endpoint = endpoint.label(),
+                "upstream answered 101 to a request without an allowed upgrade"
+            );
+            return Err(ProxyError::UnexpectedUpgrade);
+        }
         endpoint.record_outcome(!status.is_server_error());
         debug!(
             route = labels.route(),
@@ -182,11 +214,20 @@ impl Proxy {
         );
         if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) = (status, client_upgrade) {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let open = downstream.drain.open_connection();
+            let open = (
+                downstream.drain.open_connection(),
+                downstream.connections.hold(),
+            );
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade, lease, open));
             headers::remove_hop_by_hop(response.headers_mut(), true);
             let (parts, _) = response.into_parts();
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        }
+        if headers::drop_length_beside_coding(response.headers_mut()) {
+            // Framed both ways (RFC 9112 §6.3): the chunked body is forwarded whole, without the
+            // stale length, and the upstream connection, whose framing is now suspect, is not
+            // reused.
+            lease.detach_connection();
         }
         headers::remove_hop_by_hop(response.headers_mut(), false);
         let (parts, body) = response.into_parts();
@@ -219,23 +260,29 @@ fn failover<'s>(
 }
 
 /// Points the request at the upstream: origin-form target and a `Host` header for HTTP/1.1,
-/// absolute target (which carries `:authority`) for HTTP/2. The client's host is kept either way.
-fn retarget(
-    parts: &mut http::request::Parts,
-    protocol: UpstreamProtocol,
-    tls: bool,
-) -> Result<(), ProxyError> {
-    match protocol {
+/// absolute target (which carries `:authority`) for HTTP/2. The client's host is kept; when the
+/// target carries an authority (absolute-form, HTTP/2 `:authority`) that authority is the host
+/// (RFC 9112 §3.2.2; [`headers::check_host`] has refused a `Host` that differs from it). A
+/// request without any host (HTTP/1.0) gets the endpoint's address, as nginx does.
+fn retarget(parts: &mut http::request::Parts, endpoint: &Endpoint) -> Result<(), ProxyError> {
+    // `None`: the `Host` header is the authority, as it is.
+    let authority = match (parts.uri.authority(), parts.headers.get(header::HOST)) {
+        (Some(authority), _) => Some(authority.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(
+            Authority::try_from(endpoint.label())
+                .map_err(|_| ProxyError::BadRequest("missing Host header"))?,
+        ),
+    };
+    match endpoint.protocol() {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
+            if let Some(authority) = &authority {
+                let host = HeaderValue::from_str(authority.as_str())
+                    .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+                parts.headers.insert(header::HOST, host);
+            }
             if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
-                if !parts.headers.contains_key(header::HOST) {
-                    if let Some(authority) = parts.uri.authority() {
-                        let host = HeaderValue::from_str(authority.as_str())
-                            .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
-                        parts.headers.insert(header::HOST, host);
-                    }
-                }
                 let path = parts
                     .uri
                     .path_and_query()
@@ -246,17 +293,19 @@ fn retarget(
         }
         UpstreamProtocol::Http2 => {
             parts.version = Version::HTTP_2;
-            let authority = match parts.headers.remove(header::HOST) {
-                Some(host) => Authority::try_from(host.as_bytes())
+            let host = parts.headers.remove(header::HOST);
+            let authority = match (authority, host) {
+                (Some(authority), _) => authority,
+                (None, Some(host)) => Authority::try_from(host.as_bytes())
                     .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
-                None => parts
-                    .uri
-                    .authority()
-                    .cloned()
-                    .ok_or(ProxyError::BadRequest("missing Host header"))?,
+                (None, None) => return Err(ProxyError::BadRequest("missing Host header")),
             };
             let mut uri = std::mem::take(&mut parts.uri).into_parts();
-            uri.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+            uri.scheme = Some(if endpoint.is_tls() {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            });
             uri.authority = Some(authority);
             if uri.path_and_query.is_none() {
                 uri.path_and_query = Some(PathAndQuery::from_static("/"));
@@ -266,6 +315,23 @@ fn retarget(
         }
     }
     Ok(())
+}
+
+/// The answer of a `respond` route: its status and body, nothing forwarded.
+fn fixed_response(respond: &Respond) -> Response<ResponseBody> {
+    let mut response = Response::new(if respond.body.is_empty() {
+        ResponseBody::empty()
+    } else {
+        ResponseBody::full(respond.body.to_string())
+    });
+    *response.status_mut() = respond.status;
+    if !respond.body.is_empty() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    response
 }
 
 /// A proxy-generated answer: status, `x-sluice-error`, a one-line body.
@@ -292,15 +358,17 @@ fn error_response(labels: &BackendMetrics, error: &ProxyError) -> Response<Respo
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection until either
-/// side closes. The lease keeps the endpoint's in-flight count honest meanwhile, and `open`
-/// makes a graceful drain wait for the tunnel too.
+/// side closes. The lease keeps the endpoint's in-flight count honest meanwhile (and holds a
+/// slot of the upstream's `max_connections`), and `open` makes a graceful drain wait for the
+/// tunnel and counts it against the listener's `max_connections`.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     mut lease: Lease,
-    open: OpenConnection,
+    open: (OpenConnection, OpenClient),
 ) {
     lease.detach_connection();
+    let _upstream_slot = lease.hold_connection_slot();
     match tokio::try_join!(client, upstream) {
         Ok((client, upstream)) => {
             let mut client = TokioIo::new(client);

@@ -1,12 +1,21 @@
 //! Header rules of a proxy hop: hop-by-hop headers removed, `x-forwarded-*` and
-//! `x-request-id` added, framing checked.
+//! `x-request-id` added, framing, `Host` and upgrades checked. Pure functions of the headers
+//! (only `http` types), so the fuzz targets compile this file as it is.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Uri, Version};
 
-use crate::error::ProxyError;
+/// A request the checks refuse, with the reason: answered 400 `bad_request`, and its
+/// connection closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub &'static str);
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// The settings of an `Upgrade: h2c` offer (RFC 7540 §3.2.1): connection-specific even when
+/// `Connection` does not name it, so it never travels past this hop.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// `x-forwarded-for`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-proto`.
@@ -19,7 +28,7 @@ pub static X_SLUICE_ERROR: HeaderName = HeaderName::from_static("x-sluice-error"
 /// Refuses transfer codings the proxy cannot re-frame faithfully: anything but a single
 /// `chunked` (hyper already refuses a non-final `chunked`, and drops `Content-Length` when
 /// both are present, closing the connection after the response, per RFC 9112 §6.1).
-pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
+pub fn check_framing(headers: &HeaderMap) -> Result<(), BadRequest> {
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
@@ -29,16 +38,177 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
     match (codings.next(), codings.next()) {
         (None, _) => Ok(()),
         (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(()),
-        _ => Err(ProxyError::BadRequest(
+        _ => Err(BadRequest(
             "unsupported transfer coding (only \"chunked\" is accepted)",
         )),
     }
+}
+
+/// Checks how the request names its host (RFC 9112 §3.2 and §3.2.2, RFC 9113 §8.3.1); each
+/// failure is a 400 and the connection closes:
+/// - more than one `Host` line;
+/// - a `Host` that is not `host[:port]` (RFC 3986 reg-name, IPv4 or `[IPv6]`; port 0-65535),
+///   e.g. `a b.example` or `x@evil`, or is empty;
+/// - no `Host` on HTTP/1.1 (even with an absolute-form target), no host at all on HTTP/2
+///   (neither `:authority` nor `Host`); HTTP/1.0 may omit it;
+/// - a target authority (absolute-form, HTTP/2 `:authority`) that is invalid or carries
+///   userinfo, or that differs from `Host` (host compared case-insensitively, a default port
+///   equal to no port). When both are given and agree, the authority is what is forwarded.
+pub fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), BadRequest> {
+    let mut lines = headers.get_all(header::HOST).iter();
+    let host = match (lines.next(), lines.next()) {
+        (_, Some(_)) => return Err(BadRequest("more than one Host header")),
+        (Some(host), None) => {
+            if !valid_authority(host.as_bytes()) {
+                return Err(BadRequest("invalid Host header"));
+            }
+            Some(host.as_bytes())
+        }
+        (None, None) => None,
+    };
+    if host.is_none() && version == Version::HTTP_11 {
+        return Err(BadRequest("missing Host header"));
+    }
+    match (uri.authority(), host) {
+        (Some(authority), host) => {
+            if !valid_authority(authority.as_str().as_bytes()) {
+                return Err(BadRequest("invalid authority in the request target"));
+            }
+            let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                443
+            } else {
+                80
+            };
+            match host {
+                Some(host)
+                    if !same_authority(authority.as_str().as_bytes(), host, default_port) =>
+                {
+                    Err(BadRequest(
+                        "Host header differs from the authority of the request target",
+                    ))
+                }
+                _ => Ok(()),
+            }
+        }
+        (None, Some(_)) => Ok(()),
+        (None, None) if version == Version::HTTP_10 || version == Version::HTTP_09 => Ok(()),
+        (None, None) => Err(BadRequest("missing Host header")),
+    }
+}
+
+/// Whether `value` is a valid `Host` / authority: `host[:port]` where host is an RFC 3986
+/// reg-name (unreserved, sub-delims, percent-encoded octets), an IPv4 address or an IPv6
+/// literal in brackets, and port is 0-65535. Empty hosts and userinfo (`@`) are refused.
+pub fn valid_authority(value: &[u8]) -> bool {
+    let Some((host, port)) = split_authority(value) else {
+        return false;
+    };
+    valid_host(host) && port.is_none_or(|p| parse_port(p).is_some())
+}
+
+/// Whether two valid authorities name the same origin: hosts equal ignoring ASCII case, ports
+/// equal once a missing port stands for `default_port`.
+fn same_authority(a: &[u8], b: &[u8], default_port: u16) -> bool {
+    match (split_authority(a), split_authority(b)) {
+        (Some((host_a, port_a)), Some((host_b, port_b))) => {
+            let port = |p: Option<&[u8]>| p.map_or(Some(default_port), parse_port);
+            host_a.eq_ignore_ascii_case(host_b) && port(port_a) == port(port_b)
+        }
+        _ => false,
+    }
+}
+
+/// `host` and the port after `:`, if any.
+fn split_authority(value: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let host_end = if value.first() == Some(&b'[') {
+        value.iter().position(|&b| b == b']')? + 1
+    } else {
+        value.iter().position(|&b| b == b':').unwrap_or(value.len())
+    };
+    let (host, rest) = value.split_at(host_end);
+    match rest {
+        [] => Some((host, None)),
+        [b':', port @ ..] => Some((host, Some(port))),
+        _ => None,
+    }
+}
+
+fn valid_host(host: &[u8]) -> bool {
+    if let [b'[', inner @ .., b']'] = host {
+        // IPvFuture (`[v1.x]`) is not accepted: nothing sends it.
+        return std::str::from_utf8(inner).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    if host.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < host.len() {
+        match host[i] {
+            b'%' => {
+                let hex = host.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A port of one to five digits, at most 65535.
+fn parse_port(port: &[u8]) -> Option<u16> {
+    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(port).ok()?.parse().ok()
 }
 
 /// Whether an HTTP/1.1 request asks to upgrade the connection (`Connection: upgrade` plus an
 /// `Upgrade` header), e.g. WebSocket.
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, b"upgrade")
+}
+
+/// Keeps only the `Upgrade` offers `allowed` accepts. Returns whether the request still asks
+/// for an upgrade; when it does not, the caller forwards it as a plain request (with
+/// [`remove_hop_by_hop`] removing `Upgrade`), so an upstream can never switch a connection to a
+/// protocol the route did not allow (`h2c` above all: through the tunnel a client would send
+/// HTTP/2 requests straight to the upstream, past routing).
+pub fn keep_allowed_upgrades(headers: &mut HeaderMap, allowed: impl Fn(&[u8]) -> bool) -> bool {
+    if !wants_upgrade(headers) {
+        return false;
+    }
+    let mut kept = Vec::new();
+    for offer in headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty() && allowed(p))
+    {
+        if !kept.is_empty() {
+            kept.extend_from_slice(b", ");
+        }
+        kept.extend_from_slice(offer);
+    }
+    match HeaderValue::from_bytes(&kept) {
+        Ok(value) if !kept.is_empty() => {
+            headers.insert(header::UPGRADE, value);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// RFC 9112 §6.3: a message with `Transfer-Encoding` is framed by it, and an intermediary must
+/// remove any `Content-Length` before forwarding (it would otherwise cut the body, or frame
+/// what follows as a second message). Returns whether one was removed.
+pub fn drop_length_beside_coding(headers: &mut HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.remove(header::CONTENT_LENGTH).is_some()
 }
 
 /// Removes hop-by-hop headers: `Connection` and the headers it names, `Keep-Alive`,
@@ -60,6 +230,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
+    headers.remove(&HTTP2_SETTINGS);
     headers.remove(header::TRANSFER_ENCODING);
     if let Some(te) = headers.remove(header::TE) {
         if te
@@ -136,117 +307,4 @@ fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = headers(&[
-            ("connection", "keep-alive, x-secret"),
-            ("x-secret", "1"),
-            ("keep-alive", "timeout=5"),
-            ("proxy-connection", "keep-alive"),
-            ("transfer-encoding", "chunked"),
-            ("te", "trailers, deflate"),
-            ("upgrade", "h2c"),
-            ("x-kept", "yes"),
-        ]);
-        remove_hop_by_hop(&mut h, false);
-        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["te", "x-kept"]);
-        assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
-    }
-
-    #[test]
-    fn upgrades_keep_upgrade_headers() {
-        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(wants_upgrade(&h));
-        remove_hop_by_hop(&mut h, true);
-        assert_eq!(
-            h.get("upgrade").map(|v| v.as_bytes()),
-            Some(&b"websocket"[..])
-        );
-        assert_eq!(
-            h.get("connection").map(|v| v.as_bytes()),
-            Some(&b"upgrade"[..])
-        );
-    }
-
-    #[test]
-    fn framing_accepts_only_plain_chunked() {
-        assert!(check_framing(&headers(&[])).is_ok());
-        assert!(check_framing(&headers(&[("transfer-encoding", "chunked")])).is_ok());
-        assert!(check_framing(&headers(&[("transfer-encoding", "Chunked")])).is_ok());
-        assert!(check_framing(&headers(&[("transfer-encoding", "gzip, chunked")])).is_err());
-        assert!(check_framing(&headers(&[
-            ("transfer-encoding", "gzip"),
-            ("transfer-encoding", "chunked")
-        ]))
-        .is_err());
-    }
-
-    #[test]
-    fn forwarded_headers_append_and_set() {
-        let ip = HeaderValue::from_static("10.0.0.2");
-        let mut h = headers(&[("x-forwarded-for", "1.2.3.4")]);
-        add_forwarded(&mut h, &ip, true);
-        assert_eq!(
-            h.get("x-forwarded-for").map(|v| v.as_bytes()),
-            Some(&b"1.2.3.4, 10.0.0.2"[..])
-        );
-        assert_eq!(
-            h.get("x-forwarded-proto").map(|v| v.as_bytes()),
-            Some(&b"https"[..])
-        );
-        let mut fresh = HeaderMap::new();
-        add_forwarded(&mut fresh, &ip, false);
-        assert_eq!(
-            fresh.get("x-forwarded-for").map(|v| v.as_bytes()),
-            Some(&b"10.0.0.2"[..])
-        );
-    }
-
-    #[test]
-    fn request_ids_are_uuid_v4_and_kept_when_present() {
-        let mut h = HeaderMap::new();
-        ensure_request_id(&mut h, || u64::MAX);
-        let id = h
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
-        assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        let mut counting = HeaderMap::new();
-        let n = std::cell::Cell::new(0u64);
-        ensure_request_id(&mut counting, || {
-            n.set(n.get() + 1);
-            0x0123_4567_89ab_cdef
-        });
-        let id = counting
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        assert_eq!(id, "01234567-89ab-4def-8123-456789abcdef");
-        let mut given = headers(&[("x-request-id", "abc")]);
-        ensure_request_id(&mut given, || 7);
-        assert_eq!(
-            given.get("x-request-id").map(|v| v.as_bytes()),
-            Some(&b"abc"[..])
-        );
-    }
-}
+mod tests;

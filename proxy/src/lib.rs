@@ -7,10 +7,12 @@
 //! Reloads ([`reload`]) build a new snapshot off the request path and publish it with one
 //! store; connection pools live with the endpoints, outside the snapshot, so weight changes
 //! never close a connection. [`server`] ties listeners, admin endpoint, reloads and graceful
-//! drain together.
+//! drain together. [`convert`] turns Istio and Gateway API routes into a `sluice.yaml`
+//! (`sluice-proxy convert`).
 
 pub mod admin;
 pub mod body;
+pub mod convert;
 pub mod drain;
 pub mod error;
 pub mod forward;

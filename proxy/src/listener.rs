@@ -2,6 +2,7 @@
 //! each connection until a graceful shutdown asks it to finish.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use metrics::Gauge;
+use metrics::{Counter, Gauge};
 use sluice_config::{Listener, ListenerProtocol};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
@@ -17,7 +18,7 @@ use tracing::{debug, warn};
 use crate::drain::DrainWatch;
 use crate::forward::{Downstream, Proxy};
 use crate::io::Stream;
-use crate::tls::{server_config, TlsError};
+use crate::tls::{ListenerTls, TlsError};
 
 /// How long a client may take to complete its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,8 +36,24 @@ pub struct Limits {
 pub struct BoundListener {
     config: Listener,
     socket: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<ListenerTls>>,
 }
+
+/// The open client connections of one listener, against its `max_connections`. A tunnel
+/// (upgraded connection) counts while it lives, like the connection it came from.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    max: usize,
+    open: AtomicUsize,
+    /// `sluice_active_connections{listener}`.
+    gauge: Gauge,
+    /// `sluice_connections_rejected_total{listener}`.
+    rejected: Counter,
+}
+
+/// One open client connection or tunnel, counted until dropped.
+#[derive(Debug)]
+pub struct OpenClient(Arc<ConnectionLimit>);
 
 /// Why a listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +88,52 @@ impl std::fmt::Debug for BoundListener {
     }
 }
 
+impl ConnectionLimit {
+    /// A listener allowing `max` open connections.
+    pub fn new(max: usize, gauge: Gauge, rejected: Counter) -> Arc<Self> {
+        gauge.set(0.0);
+        rejected.increment(0);
+        Arc::new(Self {
+            max,
+            open: AtomicUsize::new(0),
+            gauge,
+            rejected,
+        })
+    }
+
+    /// Counts a newly accepted connection, or refuses it (and counts the refusal) when
+    /// `max_connections` are open.
+    fn admit(self: &Arc<Self>) -> Option<OpenClient> {
+        let admitted = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max).then_some(open + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.rejected.increment(1);
+            return None;
+        }
+        self.gauge.increment(1.0);
+        Some(OpenClient(self.clone()))
+    }
+
+    /// Counts a tunnel taken over from an admitted connection, whatever the limit: the client
+    /// connection goes on as the tunnel.
+    pub fn hold(self: &Arc<Self>) -> OpenClient {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.gauge.increment(1.0);
+        OpenClient(self.clone())
+    }
+}
+
+impl Drop for OpenClient {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.decrement(1.0);
+    }
+}
+
 /// The three connection builders a listener may need, made once.
 struct Builders {
     auto: auto::Builder<TokioExecutor>,
@@ -79,21 +142,13 @@ struct Builders {
 }
 
 impl BoundListener {
-    /// Binds `config.address` (with `SO_REUSEADDR`) and loads its TLS files.
-    pub fn bind(config: &Listener) -> Result<Self, ListenerError> {
+    /// Binds `config.address` (with `SO_REUSEADDR`); `tls` is its loaded TLS files when it
+    /// terminates TLS.
+    pub fn bind(config: &Listener, tls: Option<Arc<ListenerTls>>) -> Result<Self, ListenerError> {
         let bind_error = |source| ListenerError::Bind {
             name: config.name.clone(),
             address: config.address,
             source,
-        };
-        let tls = match &config.tls {
-            Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
-                server_config(tls, config.protocol).map_err(|source| ListenerError::Tls {
-                    name: config.name.clone(),
-                    source,
-                })?,
-            )),
-            None => None,
         };
         let socket = bind_tcp(config.address).map_err(bind_error)?;
         Ok(Self {
@@ -113,16 +168,23 @@ impl BoundListener {
         &self.config.name
     }
 
+    /// Its `max_connections`.
+    pub fn max_connections(&self) -> usize {
+        self.config.max_connections
+    }
+
     /// Accepts until draining starts (then the socket closes: new connections are refused);
-    /// each connection finishes its in-flight requests and closes when draining starts.
+    /// each connection finishes its in-flight requests and closes when draining starts. Past
+    /// `max_connections` open, a new connection is closed at once, unread: it costs no TLS
+    /// handshake or parse, and a client that sent nothing can safely retry elsewhere.
     pub async fn serve(
         self,
         proxy: Arc<Proxy>,
         limits: Limits,
-        connections: Gauge,
+        connections: Arc<ConnectionLimit>,
         drain: DrainWatch,
     ) {
-        let builders = Arc::new(Builders::new(limits));
+        let builders = Arc::new(Builders::new(limits, &self.config));
         let protocol = self.config.protocol;
         let mut stopping = drain.clone();
         loop {
@@ -139,13 +201,19 @@ impl BoundListener {
                     continue;
                 }
             };
+            let Some(open) = connections.admit() else {
+                debug!(listener = %self.config.name, client.addr = %peer, "max_connections reached; connection closed");
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let connection = Connection {
                 proxy: proxy.clone(),
                 builders: builders.clone(),
                 tls: self.tls.clone(),
                 protocol,
-                gauge: connections.clone(),
+                connections: connections.clone(),
+                open,
                 peer,
             };
             tokio::spawn(connection.run(tcp, drain.clone()));
@@ -158,20 +226,22 @@ impl BoundListener {
 struct Connection {
     proxy: Arc<Proxy>,
     builders: Arc<Builders>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<ListenerTls>>,
     protocol: ListenerProtocol,
-    gauge: Gauge,
+    connections: Arc<ConnectionLimit>,
+    /// Counts this connection against the listener's limit until it ends.
+    open: OpenClient,
     peer: SocketAddr,
 }
 
 impl Connection {
     async fn run(self, tcp: TcpStream, mut drain: DrainWatch) {
         let _open = drain.open_connection();
-        self.gauge.increment(1.0);
-        let _gauge = GaugeGuard(&self.gauge);
         let stream = match &self.tls {
             None => Stream::Plain(tcp),
-            Some(acceptor) => {
+            Some(tls) => {
+                // The certificate in force now: a reload affects new handshakes only.
+                let acceptor = tls.acceptor();
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
                     Ok(Err(e)) => {
@@ -194,6 +264,7 @@ impl Connection {
             client_ip: client_ip_header(self.peer),
             https: self.tls.is_some(),
             drain: drain.clone(),
+            connections: self.connections.clone(),
         });
         let proxy = self.proxy.clone();
         let service = service_fn(move |req| proxy.clone().handle(downstream.clone(), req));
@@ -210,19 +281,12 @@ impl Connection {
         if let Err(e) = result {
             debug!(client.addr = %self.peer, error = %e, "client connection ended with an error");
         }
-    }
-}
-
-struct GaugeGuard<'a>(&'a Gauge);
-
-impl Drop for GaugeGuard<'_> {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
+        drop(self.open);
     }
 }
 
 impl Builders {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, listener: &Listener) -> Self {
         let make = || {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -231,10 +295,14 @@ impl Builders {
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(MAX_HEADER_BYTES)
                 .keep_alive(true);
+            // Streams past the limit are refused with RST_STREAM(REFUSED_STREAM), which clients
+            // retry safely; rapid resets and CONTINUATION floods are bounded by h2 itself
+            // (GOAWAY after 20 pending resets, header blocks capped at the header size limit).
             builder
                 .http2()
                 .timer(TokioTimer::new())
-                .max_concurrent_streams(1024)
+                .max_concurrent_streams(listener.http2_max_concurrent_streams)
+                .max_header_list_size(MAX_HEADER_BYTES as u32)
                 .keep_alive_interval(Duration::from_secs(30));
             builder
         };

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_config::{parse_duration, Config, Weights};
+use sluice_proxy::convert::{self, Input};
 use sluice_proxy::{Limits, Options, Server};
 use tracing::error;
 
@@ -21,6 +22,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Debug, Parser)]
 #[command(name = "sluice-proxy", version, about, long_about = None)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// The config file (YAML, or TOML when it ends in .toml).
     #[arg(long, short, default_value = "sluice.yaml", value_name = "FILE")]
     config: PathBuf,
@@ -69,12 +73,54 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert Istio or Gateway API routes into a sluice.yaml, printed on stdout.
+    ///
+    /// Reads VirtualService + DestinationRule or HTTPRoute documents; notes go to stderr. A
+    /// field sluice cannot honour is an error naming it, unless --ignore drops it.
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// YAML files, each with one or more documents; kinds other than VirtualService,
+    /// DestinationRule and HTTPRoute are skipped.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    /// The endpoints of an upstream (an Istio subset or a Gateway API backendRef, by name);
+    /// repeatable. Without it an upstream points at its service's address.
+    #[arg(long = "upstream", value_name = "NAME=HOST:PORT[,HOST:PORT]", value_parser = upstream)]
+    upstreams: Vec<(String, Vec<String>)>,
+
+    /// Drop this field instead of refusing it: a key (`fault`), a path without indices
+    /// (`spec.http.fault`) or a filter type (`RequestHeaderModifier`); repeatable.
+    #[arg(long, value_name = "FIELD")]
+    ignore: Vec<String>,
+
+    /// The listener address written in the output.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDRESS")]
+    listen: String,
+
+    /// The admin address written in the output (rollouts scrape it).
+    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDRESS")]
+    admin: String,
+}
+
+fn upstream(text: &str) -> Result<(String, Vec<String>), String> {
+    convert::Options::parse_upstream(text).map_err(|e| e.to_string())
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Convert(args)) = &cli.command {
+        return convert(args);
+    }
     if cli.check {
         return check(&cli.config);
     }
@@ -83,6 +129,44 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `convert`: the sluice.yaml on stdout, notes and errors on stderr.
+#[allow(clippy::print_stdout)]
+fn convert(args: &ConvertArgs) -> ExitCode {
+    let mut inputs = Vec::new();
+    for file in &args.files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => inputs.push(Input {
+                name: file.display().to_string(),
+                text,
+            }),
+            Err(e) => {
+                eprintln!("{}: cannot read: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let options = convert::Options {
+        upstreams: args.upstreams.clone(),
+        ignore: args.ignore.clone(),
+        listen: args.listen.clone(),
+        admin: args.admin.clone(),
+    };
+    match convert::convert(&inputs, &options) {
+        Ok(conversion) => {
+            for note in &conversion.notes {
+                eprintln!("note: {note}");
+            }
+            print!("{}", conversion.yaml);
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} problem(s); nothing was converted", errors.0.len());
             ExitCode::FAILURE
         }
     }

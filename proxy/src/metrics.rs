@@ -11,10 +11,10 @@ use metrics_exporter_prometheus::{
 };
 
 pub use sluice_config::metric_names::{
-    ACTIVE_CONNECTIONS, BACKEND_FAILOVERS, CONFIG_GENERATION, CONFIG_RELOADS, DURATION_BUCKETS,
-    ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_KIND, LABEL_LISTENER,
-    LABEL_RESULT, LABEL_ROUTE, REQUESTS_TOTAL, REQUEST_DURATION, ROUTE_BACKEND_WEIGHT,
-    UPSTREAM_ERRORS,
+    ACTIVE_CONNECTIONS, BACKEND_FAILOVERS, CONFIG_GENERATION, CONFIG_RELOADS, CONNECTIONS_REJECTED,
+    DURATION_BUCKETS, ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_KIND,
+    LABEL_LISTENER, LABEL_RESULT, LABEL_ROUTE, REQUESTS_TOTAL, REQUEST_DURATION,
+    ROUTE_BACKEND_WEIGHT, TLS_CERTIFICATE_EXPIRY, UPSTREAM_ERRORS, UPSTREAM_OVERLOADED,
 };
 
 /// The recorder of one proxy instance plus its handle for rendering. Not installed globally:
@@ -177,6 +177,32 @@ impl Metrics {
         )
     }
 
+    /// `sluice_connections_rejected_total{listener}`.
+    pub fn connections_rejected(&self, listener: &str) -> Counter {
+        register_counter(
+            &self.recorder,
+            CONNECTIONS_REJECTED,
+            &[(LABEL_LISTENER, listener)],
+        )
+    }
+
+    /// `sluice_upstream_overloaded_total{backend}`.
+    pub fn upstream_overloaded(&self, backend: &str) -> Counter {
+        register_counter(
+            &self.recorder,
+            UPSTREAM_OVERLOADED,
+            &[(LABEL_BACKEND, backend)],
+        )
+    }
+
+    /// `sluice_tls_certificate_expiry_seconds{listener}`.
+    pub fn tls_certificate_expiry(&self, listener: &str) -> Gauge {
+        self.recorder.register_gauge(
+            &key(TLS_CERTIFICATE_EXPIRY, &[(LABEL_LISTENER, listener)]),
+            &metadata(),
+        )
+    }
+
     /// Counts one reload attempt.
     pub fn reload(&self, ok: bool) {
         if ok {
@@ -306,7 +332,15 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (
             CONFIG_RELOADS,
-            "Config and weights reload attempts by result (ok, error).",
+            "Config, weights and listener certificate reload attempts by result (ok, error).",
+        ),
+        (
+            CONNECTIONS_REJECTED,
+            "Client connections closed unread because the listener had max_connections open.",
+        ),
+        (
+            UPSTREAM_OVERLOADED,
+            "Requests answered 503 overloaded: the upstream had max_pending_requests waiting.",
         ),
         (
             BACKEND_FAILOVERS,
@@ -326,6 +360,10 @@ fn describe(recorder: &PrometheusRecorder) {
             "Generation of the routing config in force; rises with every applied change.",
         ),
         (ACTIVE_CONNECTIONS, "Open client connections by listener."),
+        (
+            TLS_CERTIFICATE_EXPIRY,
+            "Unix time at which the certificate chain a TLS listener serves expires.",
+        ),
         (
             ENDPOINT_HEALTHY,
             "1 when the endpoint takes traffic, 0 while ejected by outlier detection.",

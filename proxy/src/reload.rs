@@ -1,6 +1,7 @@
-//! Hot reload: watches the directories of the config and weights files, debounces bursts of
-//! events, re-reads what changed, validates it off the request path, and publishes a new
-//! snapshot only when it is valid. A bad file never takes effect.
+//! Hot reload: watches the directories of the config, weights and listener certificate files,
+//! debounces bursts of events, re-reads what changed, validates it off the request path, and
+//! publishes a new snapshot (or server certificate) only when it is valid. A bad file never
+//! takes effect.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::metrics::Metrics;
 use crate::routing::Routing;
 use crate::snapshot::{EndpointRegistry, Snapshot, SnapshotError};
+use crate::tls::ListenerTls;
 use watcher::FileWatch;
 
 mod watcher;
@@ -32,6 +34,8 @@ pub struct Reloader {
     registry: EndpointRegistry,
     /// The listeners and admin address bound at start (not changed by reloads).
     startup: Arc<Config>,
+    /// The TLS listeners' certificates, reloaded when their files change.
+    certificates: Vec<Arc<ListenerTls>>,
     /// Held for a whole reload, file reads included: only ever locked on a blocking thread.
     state: Mutex<ReloadState>,
     /// The outcome of the last reload, published apart from `state` so the admin endpoint
@@ -59,7 +63,7 @@ struct ReloadState {
 pub struct ReloadReport {
     /// `ok` or `error`.
     pub result: &'static str,
-    /// What was reloaded (`config`, `weights`).
+    /// What was reloaded (`config`, `weights`, `certificate`).
     pub what: &'static str,
     /// The error, when it failed.
     pub error: Option<String>,
@@ -123,6 +127,7 @@ impl Reloader {
             metrics,
             registry,
             startup: config,
+            certificates: Vec::new(),
             state: Mutex::new(ReloadState {
                 generation: 1,
                 config_seen: config_bytes,
@@ -151,13 +156,24 @@ impl Reloader {
         self.startup.clone()
     }
 
+    /// Watches and reloads these listener certificates along with the config.
+    pub fn reload_certificates_of(&mut self, certificates: Vec<Arc<ListenerTls>>) {
+        self.certificates = certificates;
+    }
+
+    /// The listener certificate files (chains, keys, client CAs) watched for changes.
+    fn certificate_files(&self) -> Vec<PathBuf> {
+        self.certificates.iter().flat_map(|c| c.files()).collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ReloadState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Re-reads the files and publishes a new snapshot if they changed (or always, when
-    /// forced). Returns whether a new generation was published. Reads files and builds the
-    /// snapshot: call it on a blocking thread, never on an async worker.
+    /// forced), then the listener certificates. Returns whether a new generation was
+    /// published. Reads files and builds the snapshot: call it on a blocking thread, never on
+    /// an async worker.
     pub fn reload(&self, trigger: Trigger) -> bool {
         let mut state = self.lock();
         let config_bytes = std::fs::read(&self.config_path).ok();
@@ -217,7 +233,43 @@ impl Reloader {
                 }
             }
         }
+        for certificate in &self.certificates {
+            self.reload_certificate(certificate, forced, at);
+        }
         published
+    }
+
+    /// Installs `certificate`'s listener's files if they changed; a bad pair keeps the one in
+    /// force.
+    fn reload_certificate(&self, certificate: &ListenerTls, forced: bool, at: u64) {
+        let listener = certificate.listener();
+        match certificate.reload(forced) {
+            Ok(None) => {}
+            Ok(Some(expires)) => {
+                self.metrics.reload(true);
+                info!(
+                    listener,
+                    expires_at = expires.unwrap_or_default(),
+                    "listener certificate reloaded; new handshakes use it"
+                );
+                self.last.send_replace(Some(ReloadReport {
+                    result: "ok",
+                    what: "certificate",
+                    error: None,
+                    at,
+                }));
+            }
+            Err(e) => {
+                self.metrics.reload(false);
+                error!(listener, error = %e, "listener certificate rejected; the previous certificate stays in force");
+                self.last.send_replace(Some(ReloadReport {
+                    result: "error",
+                    what: "certificate",
+                    error: Some(format!("listener \"{listener}\": tls: {e}")),
+                    at,
+                }));
+            }
+        }
     }
 
     fn reload_config(&self, state: &mut ReloadState) -> Result<Option<Snapshot>, ReloadError> {
@@ -276,7 +328,11 @@ impl Reloader {
     pub fn watch(self: Arc<Self>) -> Watching {
         let (tx, rx) = mpsc::unbounded_channel::<()>();
         let mut files = FileWatch::start(tx.clone());
-        files.follow(&self.config_path, &self.routing.snapshot().config);
+        files.follow(
+            &self.config_path,
+            &self.routing.snapshot().config,
+            &self.certificate_files(),
+        );
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         // Anything written between the initial load and now produced no event: look once.
         let _ = tx.send(());
@@ -349,7 +405,7 @@ impl Watching {
                 this.reload(trigger);
                 let config = this.routing.snapshot().config.clone();
                 let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
-                if files.follow(&this.config_path, &config) {
+                if files.follow(&this.config_path, &config, &this.certificate_files()) {
                     // A file in a newly watched place may have changed before the watch was
                     // added, and no event will tell: look once.
                     let _ = tx.send(());

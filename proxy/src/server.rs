@@ -14,10 +14,11 @@ use tracing::{info, warn};
 use crate::admin::Admin;
 use crate::drain::{Drain, DrainWatch};
 use crate::forward::Proxy;
-use crate::listener::{bind_tcp, BoundListener, Limits, ListenerError};
+use crate::listener::{bind_tcp, BoundListener, ConnectionLimit, Limits, ListenerError};
 use crate::metrics::Metrics;
 use crate::reload::{ReloadError, Reloader};
 use crate::routing::Routing;
+use crate::tls::ListenerTls;
 
 /// How the process runs.
 #[derive(Clone, Debug)]
@@ -72,14 +73,23 @@ impl Server {
     /// Must run inside a Tokio runtime.
     pub fn bind(options: Options) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let (reloader, routing) = Reloader::start(&options.config, metrics.clone())?;
-        let reloader = Arc::new(reloader);
+        let (mut reloader, routing) = Reloader::start(&options.config, metrics.clone())?;
         let config = reloader.startup_config();
-        let listeners = config
-            .listeners
-            .iter()
-            .map(BoundListener::bind)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut certificates = Vec::new();
+        let mut listeners = Vec::new();
+        for listener in &config.listeners {
+            let tls = ListenerTls::load(listener, metrics.tls_certificate_expiry(&listener.name))
+                .map_err(|source| ListenerError::Tls {
+                    name: listener.name.clone(),
+                    source,
+                })?
+                .map(Arc::new);
+            certificates.extend(tls.clone());
+            listeners.push(BoundListener::bind(listener, tls)?);
+        }
+        // Watched and reloaded with the config: new handshakes get the new certificate.
+        reloader.reload_certificates_of(certificates);
+        let reloader = Arc::new(reloader);
         let admin_socket = bind_tcp(config.admin).map_err(|source| StartError::Admin {
             address: config.admin,
             source,
@@ -115,12 +125,15 @@ impl Server {
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         for (listener, (name, address)) in self.listeners.into_iter().zip(&self.admin.bound) {
             info!(listener = %name, %address, "listening");
-            let gauge = self.metrics.active_connections(name);
-            gauge.set(0.0);
+            let connections = ConnectionLimit::new(
+                listener.max_connections(),
+                self.metrics.active_connections(name),
+                self.metrics.connections_rejected(name),
+            );
             tokio::spawn(listener.serve(
                 self.proxy.clone(),
                 self.options.limits,
-                gauge,
+                connections,
                 drain_watch.clone(),
             ));
         }

@@ -1,6 +1,7 @@
 //! One config generation made ready to serve: routes with weights applied, each backend bound
 //! to its upstream's endpoints and its metric handles. Endpoints (pools, health) are reused
-//! from the previous generation whenever their settings did not change.
+//! from the previous generation whenever their settings did not change; the state of their
+//! active health checks is kept per address even when they did.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -12,7 +13,9 @@ use sluice_config::{
 
 use crate::metrics::{BackendMetrics, Metrics};
 use crate::tls::{client_config, TlsError};
-use crate::upstream::{Connector, Endpoint, EndpointSettings, Upstream};
+use crate::upstream::{
+    Breaker, Connector, Endpoint, EndpointSettings, Probe, ProbeTarget, Upstream,
+};
 
 /// A routing generation.
 #[derive(Debug)]
@@ -27,6 +30,9 @@ pub struct Snapshot {
     pub table: RouteTable,
     /// Per route (same order as `table`), per backend: where requests go.
     pub routes: Vec<Vec<BackendRuntime>>,
+    /// Per route (same order as `table`): the metrics of a `respond` route's own answers,
+    /// counted under `backend=""`; `None` for routes that forward.
+    pub respond_metrics: Vec<Option<Arc<BackendMetrics>>>,
     /// Upstreams in config order.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Metrics of requests that matched no route.
@@ -49,6 +55,18 @@ pub struct BackendRuntime {
 #[derive(Debug, Default)]
 pub struct EndpointRegistry {
     endpoints: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
+    /// Circuit breakers by upstream name: like endpoints, they outlive a generation.
+    breakers: Mutex<HashMap<Arc<str>, Weak<Breaker>>>,
+    /// Active health by upstream name and endpoint address: kept while any endpoint at that
+    /// address lives, even one rebuilt with other settings.
+    probes: Mutex<HashMap<ProbeKey, Weak<Probe>>>,
+}
+
+/// An endpoint address of an upstream: what active health is kept by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ProbeKey {
+    backend: Arc<str>,
+    address: Address,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,6 +105,7 @@ impl Snapshot {
         metrics: &Metrics,
     ) -> Result<Self, SnapshotError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        let mut probes = Vec::new();
         for upstream in &config.upstreams {
             let connector = Arc::new(match &upstream.tls {
                 None => Connector::plain(upstream.connect_timeout),
@@ -102,10 +121,38 @@ impl Snapshot {
                 }
             });
             let errors = metrics.upstream_errors(&upstream.name);
+            let breaker = registry.breaker(&upstream.name, || {
+                Breaker::new(
+                    upstream.max_connections,
+                    upstream.max_pending_requests,
+                    metrics.upstream_overloaded(&upstream.name),
+                )
+            });
+            breaker.set_limits(upstream.max_connections, upstream.max_pending_requests);
             let endpoints = upstream
                 .endpoints
                 .iter()
                 .map(|address| {
+                    let probe = registry.probe(&upstream.name, address, || {
+                        Probe::new(
+                            upstream.name.clone(),
+                            address.to_string().into(),
+                            upstream.health_check.is_some(),
+                            metrics.endpoint_healthy(&upstream.name, &address.to_string()),
+                        )
+                    });
+                    let target = upstream.health_check.as_ref().map(|check| ProbeTarget {
+                        check: check.clone(),
+                        address: address.clone(),
+                        protocol: upstream.protocol,
+                        connector: connector.clone(),
+                        authority: upstream
+                            .tls
+                            .as_ref()
+                            .and_then(|tls| tls.server_name.clone())
+                            .unwrap_or_else(|| address.to_string()),
+                    });
+                    probes.push((probe.clone(), target));
                     let key = EndpointKey {
                         backend: upstream.name.clone(),
                         address: address.clone(),
@@ -121,9 +168,11 @@ impl Snapshot {
                             protocol: upstream.protocol,
                             connector: connector.clone(),
                             outlier: upstream.outlier_detection,
+                            probe,
                             healthy_gauge: metrics
                                 .endpoint_healthy(&upstream.name, &address.to_string()),
                             errors: errors.clone(),
+                            breaker: breaker.clone(),
                         })
                     });
                     endpoint.set_connector(connector.clone());
@@ -131,6 +180,10 @@ impl Snapshot {
                 })
                 .collect();
             upstreams.push(Arc::new(Upstream::new(upstream.name.clone(), endpoints)));
+        }
+        // Once every upstream is built: a config refused half-way changes no health check.
+        for (probe, target) in probes {
+            probe.configure(target);
         }
         registry.prune();
         let table = weights.apply(&config.routes);
@@ -150,6 +203,16 @@ impl Snapshot {
             })
             .collect();
         let empty: Arc<str> = Arc::from("");
+        let respond_metrics = table
+            .routes()
+            .iter()
+            .map(|route| {
+                route
+                    .respond
+                    .as_ref()
+                    .map(|_| metrics.backend(&route.name, &empty))
+            })
+            .collect();
         Ok(Self {
             generation,
             unrouted: metrics.backend(&empty, &empty),
@@ -157,6 +220,7 @@ impl Snapshot {
             weights,
             table,
             routes,
+            respond_metrics,
             upstreams,
             built_at: SystemTime::now(),
         })
@@ -171,6 +235,7 @@ impl Snapshot {
             table: weights.apply(&self.config.routes),
             weights,
             routes: self.routes.clone(),
+            respond_metrics: self.respond_metrics.clone(),
             upstreams: self.upstreams.clone(),
             unrouted: self.unrouted.clone(),
             built_at: SystemTime::now(),
@@ -212,13 +277,54 @@ impl EndpointRegistry {
         endpoint
     }
 
-    /// Forgets endpoints no generation uses any more (their pools have been dropped).
+    /// The circuit breaker of upstream `name`: the live one, or a new one from `create`.
+    fn breaker(&self, name: &Arc<str>, create: impl FnOnce() -> Arc<Breaker>) -> Arc<Breaker> {
+        let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(live) = map.get(name).and_then(Weak::upgrade) {
+            return live;
+        }
+        let breaker = create();
+        map.insert(name.clone(), Arc::downgrade(&breaker));
+        breaker
+    }
+
+    /// The active health of `address` in upstream `backend`: the live one, or a new one from
+    /// `create`.
+    fn probe(
+        &self,
+        backend: &Arc<str>,
+        address: &Address,
+        create: impl FnOnce() -> Probe,
+    ) -> Arc<Probe> {
+        let mut map = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = ProbeKey {
+            backend: backend.clone(),
+            address: address.clone(),
+        };
+        if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+            return live;
+        }
+        let probe = Arc::new(create());
+        map.insert(key, Arc::downgrade(&probe));
+        probe
+    }
+
+    /// Forgets endpoints, breakers and probes no generation uses any more (their pools have
+    /// been dropped, their probing stopped).
     fn prune(&self) {
         let mut map = self
             .endpoints
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.retain(|_, weak| weak.strong_count() > 0);
+        self.breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, weak| weak.strong_count() > 0);
+        self.probes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, weak| weak.strong_count() > 0);
     }
 }
 

@@ -1,6 +1,7 @@
 //! A test upstream on `127.0.0.1:0`: counts requests and accepted connections, answers with
 //! its name, and can be told to fail, be slow, stream, echo, or upgrade.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -53,6 +54,10 @@ struct State {
     behavior: Mutex<Behavior>,
     last_headers: Mutex<Option<HeaderMap>>,
     last_version: Mutex<Option<http::Version>>,
+    /// Per path: requests answered and the headers of the last one.
+    paths: Mutex<HashMap<String, (u64, HeaderMap)>>,
+    /// Paths answered with a fixed status whatever the behavior (a failing `/health`).
+    path_status: Mutex<HashMap<String, u16>>,
 }
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -76,6 +81,8 @@ impl Backend {
             behavior: Mutex::new(Behavior::Ok),
             last_headers: Mutex::new(None),
             last_version: Mutex::new(None),
+            paths: Mutex::new(HashMap::new()),
+            path_status: Mutex::new(HashMap::new()),
         });
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let served = state.clone();
@@ -138,6 +145,39 @@ impl Backend {
             .unwrap_or_else(PoisonError::into_inner) = behavior;
     }
 
+    /// Answers requests for `path` with `status` whatever the behavior (`None`: as usual).
+    pub fn set_path_status(&self, path: &str, status: Option<u16>) {
+        let mut statuses = self
+            .state
+            .path_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match status {
+            Some(status) => statuses.insert(path.to_string(), status),
+            None => statuses.remove(path),
+        };
+    }
+
+    /// Requests for `path` (query excluded) answered so far.
+    pub fn hits_on(&self, path: &str) -> u64 {
+        self.state
+            .paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+            .map_or(0, |(hits, _)| *hits)
+    }
+
+    /// The headers of the most recent request for `path`.
+    pub fn last_headers_on(&self, path: &str) -> Option<HeaderMap> {
+        self.state
+            .paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+            .map(|(_, headers)| headers.clone())
+    }
+
     /// The headers of the most recent request.
     pub fn last_headers(&self) -> Option<HeaderMap> {
         self.state
@@ -181,6 +221,22 @@ impl State {
             .unwrap_or_else(PoisonError::into_inner) = Some(req.version());
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
+        {
+            let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = paths.entry(path.clone()).or_default();
+            entry.0 += 1;
+            entry.1 = req.headers().clone();
+        }
+        let fixed = self
+            .path_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&path)
+            .copied();
+        if let Some(code) = fixed {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return self.respond(status, full(format!("{} {code}\n", self.name)));
+        }
         let param = |name: &str| {
             query
                 .split('&')

@@ -18,17 +18,21 @@ pub struct Process {
     raw: Arc<Mutex<Vec<String>>>,
 }
 
-/// The path of a workspace binary. The first test of each test executable runs
-/// `cargo build --bins` (a no-op when fresh), so tests never run a stale binary; a marker
-/// file next to the binaries spares the other tests of that executable the cargo call.
+/// The path of a workspace binary. The first test of each test executable (or the `soak`
+/// binary) runs `cargo build --bins` (a no-op when fresh), so tests never run a stale binary;
+/// a marker file next to the binaries spares the other tests of that executable the cargo call.
 pub fn binary(name: &str) -> PathBuf {
     static CHECKED: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps")
-        .to_path_buf();
+    // Test executables live in target/<profile>/deps, the harness's own binaries (`soak`)
+    // next to the proxy in target/<profile>.
+    let exe_dir = exe.parent().expect("the executable has a directory");
+    let profile_dir = if exe_dir.ends_with("deps") {
+        exe_dir.parent().expect("deps lives in target/<profile>")
+    } else {
+        exe_dir
+    }
+    .to_path_buf();
     CHECKED.get_or_init(|| {
         let exe_name = exe
             .file_name()

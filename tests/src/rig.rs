@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::backend::Backend;
+use crate::control::Control;
 use crate::proxy::Proxy;
 
 /// Backends, proxies and the directory holding `sluice.yaml` and `weights.yaml`.
@@ -84,6 +85,35 @@ impl Rig {
             rollouts.replace("{targets}", &self.targets())
         );
         std::fs::write(self.dir.path().join("sluice.yaml"), text).expect("write config");
+    }
+
+    /// Writes `rollouts` (see [`Rig::write_config`], canary version `v2`), waits until every
+    /// proxy loaded them, and starts a control on this directory.
+    pub async fn with_control(&self, rollouts: &str) -> Control {
+        self.write_config(rollouts, "v2");
+        self.wait_for_rollouts().await;
+        Control::start(self.dir())
+    }
+
+    /// Waits until every proxy's `/config` shows the rollouts of the config file.
+    pub async fn wait_for_rollouts(&self) {
+        for proxy in &self.proxies {
+            crate::eventually!(
+                proxy.config_json().await["rollouts"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()),
+                "proxy reloaded the rollout config"
+            );
+        }
+    }
+
+    /// The canary weight each proxy applies, from its `/config`.
+    pub async fn canary_weights(&self) -> Vec<f64> {
+        let mut weights = Vec::new();
+        for proxy in &self.proxies {
+            weights.push(proxy.weight("default", "canary").await);
+        }
+        weights
     }
 
     /// Writes the weights file by hand.

@@ -57,9 +57,21 @@ impl Pki {
 
     /// A leaf certificate for `names` (server and client auth), written as `<file>.pem`/`.key`.
     pub fn issue(&self, file: &str, names: &[&str]) -> Identity {
+        self.issue_with(file, names, None)
+    }
+
+    /// Like [`Pki::issue`], valid until midnight UTC of `(year, month, day)`.
+    pub fn issue_until(&self, file: &str, names: &[&str], until: (i32, u8, u8)) -> Identity {
+        self.issue_with(file, names, Some(until))
+    }
+
+    fn issue_with(&self, file: &str, names: &[&str], until: Option<(i32, u8, u8)>) -> Identity {
         let key = KeyPair::generate().expect("leaf key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("leaf params");
+        if let Some((year, month, day)) = until {
+            params.not_after = rcgen::date_time_ymd(year, month, day);
+        }
         params.distinguished_name.push(DnType::CommonName, file);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

@@ -2,6 +2,9 @@
 //! counted, tokens never logged, a rotated tokens file applied without a restart, refusal to
 //! serve an open admin API off loopback, mutual TLS with the certificate's subject as caller.
 
+// The test prints the history it checks, for the record.
+#![allow(clippy::print_stdout)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -11,26 +11,13 @@ use sluice_tests::{client, eventually, Behavior, Control, Load, Rig};
 /// A rig whose proxies have loaded `rollouts`, and a running control.
 async fn rig_with(proxies: usize, rollouts: &str) -> (Rig, Control) {
     let rig = Rig::new(proxies).await;
-    rig.write_config(rollouts, "v2");
-    for proxy in &rig.proxies {
-        eventually!(
-            proxy.config_json().await["rollouts"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty()),
-            "proxy reloaded the rollout config"
-        );
-    }
-    let control = Control::start(rig.dir());
+    let control = rig.with_control(rollouts).await;
     (rig, control)
 }
 
 /// The canary weight each proxy applies, from its `/config`.
 async fn proxy_weights(rig: &Rig) -> Vec<f64> {
-    let mut weights = Vec::new();
-    for proxy in &rig.proxies {
-        weights.push(proxy.weight("default", "canary").await);
-    }
-    weights
+    rig.canary_weights().await
 }
 
 fn loads(rig: &Rig, connections: usize) -> Vec<Load> {
@@ -530,12 +517,7 @@ async fn commands_are_answered_at_once_while_a_scrape_target_hangs() {
     let rollouts =
         rollout("[5, 10, 25, 50, 75, 100]", "20s", HEALTHY).replace("{targets}", &targets);
     rig.write_config(&rollouts, "v2");
-    eventually!(
-        rig.proxies[0].config_json().await["rollouts"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty()),
-        "proxy reloaded the rollout config"
-    );
+    rig.wait_for_rollouts().await;
     let control = Control::start(rig.dir());
     let mut slowest = Duration::ZERO;
     // `start` takes the first baseline, which hangs on the dead target: the answer must not.

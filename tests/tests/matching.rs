@@ -111,3 +111,93 @@ async fn every_matcher_kind_routes_to_its_backend_in_file_order() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_prefixes_inverted_matchers_and_fixed_responses() {
+    let segment = Backend::spawn("segment").await;
+    let inverted = Backend::spawn("inverted").await;
+    let fallback = Backend::spawn("fallback").await;
+    let proxy = Proxy::start(&format!(
+        r#"listeners:
+  - name: http
+    address: 127.0.0.1:0
+admin:
+  address: 127.0.0.1:0
+upstreams:
+  segment: {{ endpoints: [{segment}] }}
+  inverted: {{ endpoints: [{inverted}] }}
+  fallback: {{ endpoints: [{fallback}] }}
+routes:
+  - name: maintenance
+    match: {{ path_exact: /down }}
+    respond: {{ status: 503, body: "down for maintenance" }}
+  - name: broken
+    match: {{ path_exact: /broken }}
+    respond: {{ status: 500 }}
+  - name: segment
+    match: {{ path_segment_prefix: /api/ }}
+    backends: [{{ upstream: segment, weight: 1 }}]
+  - name: inverted
+    match: {{ path_prefix: /p, headers: {{ x-debug: {{ exact: "1", invert: true }} }} }}
+    backends: [{{ upstream: inverted, weight: 1 }}]
+  - name: fallback
+    backends: [{{ upstream: fallback, weight: 1 }}]
+"#,
+        segment = segment.endpoint(),
+        inverted = inverted.endpoint(),
+        fallback = fallback.endpoint(),
+    ));
+    let client = client::http1();
+    // (path, headers, backend that must answer)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
+        ("/api", &[], "segment"),
+        ("/api/", &[], "segment"),
+        ("/api/v1/items", &[], "segment"),
+        ("/apiv2", &[], "fallback"),
+        ("/p", &[], "inverted"),
+        ("/p", &[("x-debug", "2")], "inverted"),
+        ("/p", &[("x-debug", "1")], "fallback"),
+    ];
+    for (path, headers, want) in cases {
+        let reply = client::get(&client, &proxy.url(path), headers).await;
+        assert_eq!(reply.status, 200, "{path} {headers:?}");
+        assert_eq!(reply.text(), format!("{want}\n"), "{path} {headers:?}");
+    }
+    let down = client::get(&client, &proxy.url("/down"), &[]).await;
+    assert_eq!(down.status, 503);
+    assert_eq!(down.text(), "down for maintenance");
+    assert_eq!(
+        down.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/plain; charset=utf-8"[..])
+    );
+    assert!(
+        down.headers.get("x-sluice-error").is_none(),
+        "configured, not an error"
+    );
+    let broken = client::get(&client, &proxy.url("/broken"), &[]).await;
+    assert_eq!((broken.status.as_u16(), broken.text().as_str()), (500, ""));
+    let fixed = |route: &'static str, code: &'static str| {
+        let proxy = &proxy;
+        async move {
+            proxy
+                .metric(
+                    "sluice_requests_total",
+                    &[("route", route), ("backend", ""), ("code", code)],
+                )
+                .await
+        }
+    };
+    assert_eq!(fixed("maintenance", "503").await, 1.0);
+    assert_eq!(fixed("broken", "500").await, 1.0);
+    assert_eq!(fallback.hits(), 2, "fixed responses reach no backend");
+    let config = proxy.config_json().await;
+    assert_eq!(
+        config["routes"][0]["respond"]["status"], 503,
+        "/config shows it"
+    );
+    assert_eq!(
+        config["routes"][0]["backends"].as_array().map(Vec::len),
+        Some(0)
+    );
+}

@@ -2,54 +2,8 @@
 //! second: a bad canary is rolled back through PromQL. Prometheus is Debian's package, which
 //! `.ci/run` installs; without it the test says "skipped" (see `servers`).
 
-use std::process::{Child, Command, Stdio};
-
-use sluice_tests::{client, eventually, servers, Behavior, Control, Load, Rig};
-
-struct Prometheus {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(binary: &std::path::Path, targets: &str) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: {targets}\n"),
-        )
-        .expect("write prometheus.yml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                data.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {} ({e})", binary.display()));
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _data: data,
-        }
-    }
-}
+use sluice_tests::servers::{self, Prometheus};
+use sluice_tests::{client, eventually, Behavior, Control, Load, Rig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_canary_is_rolled_back_through_promql() {

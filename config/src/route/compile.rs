@@ -3,18 +3,27 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, Method, StatusCode};
 
-use super::{Route, RouteTable, Sticky};
+use super::{Respond, Route, RouteTable, Sticky};
 use crate::check::Checker;
 use crate::error::{known_list, FieldPath, Invalid};
 use crate::matcher::{full_match_regex, HostMatch, PathMatch, RouteMatch, ValueMatch};
-use crate::raw::{OrderedMap, RawBackend, RawMatch, RawRoute, RawSticky, RawValueMatch};
+use crate::raw::{
+    OrderedMap, RawBackend, RawMatch, RawRespond, RawRoute, RawSticky, RawValueMatch, Scalar,
+};
 use crate::split::{Backend, Split, Weight};
 use crate::upstream::Upstream;
 
 /// A route's timeout when none is given (Envoy's default too).
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The upgrades a route allows when it names none.
+pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
+
+/// `Upgrade` protocols that switch to another HTTP version: through a tunnel the client would
+/// talk to the upstream directly, past routing ("h2c smuggling"), so no route may allow them.
+const HTTP_UPGRADES: &[&str] = &["h2c", "h2", "http"];
 
 pub(crate) fn compile_routes(
     check: &mut Checker<'_>,
@@ -50,9 +59,41 @@ pub(crate) fn compile_routes(
             None => Some(None),
             Some(s) => compile_sticky(check, s, &path.key("sticky")).map(Some),
         };
-        let split = compile_backends(check, &route.backends, &path, upstreams, declared);
-        if let (Some(name), Some(matches), Some(timeout), Some(sticky), Some(split)) =
-            (name, matches, timeout, sticky, split)
+        let (split, respond) = match (&route.respond, &route.backends) {
+            (None, _) => (
+                compile_backends(check, &route.backends, &path, upstreams, declared),
+                Some(None),
+            ),
+            (Some(respond), None) => {
+                if route.sticky.is_some() {
+                    check.report(
+                        path.key("sticky"),
+                        Invalid::Value("a respond route has no backends to stick to".into()),
+                    );
+                }
+                (
+                    Some(Split::default()),
+                    compile_respond(check, respond, &path.key("respond")).map(Some),
+                )
+            }
+            (Some(_), Some(_)) => {
+                check.report(
+                    path.clone(),
+                    Invalid::Value("give either backends or respond, not both".into()),
+                );
+                (None, None)
+            }
+        };
+        let upgrades = compile_upgrades(check, &route.upgrades, &path.key("upgrades"));
+        if let (
+            Some(name),
+            Some(matches),
+            Some(timeout),
+            Some(sticky),
+            Some(split),
+            Some(respond),
+            Some(upgrades),
+        ) = (name, matches, timeout, sticky, split, respond, upgrades)
         {
             routes.push(Route {
                 name: name.into(),
@@ -60,6 +101,8 @@ pub(crate) fn compile_routes(
                 timeout: (!timeout.is_zero()).then_some(timeout),
                 sticky,
                 split,
+                respond,
+                upgrades,
             });
         }
     }
@@ -70,6 +113,9 @@ fn compile_match(check: &mut Checker<'_>, raw: &RawMatch, path: &FieldPath) -> O
     let mut ok = true;
     let paths = [
         raw.path_prefix.as_ref().map(|p| ("path_prefix", p)),
+        raw.path_segment_prefix
+            .as_ref()
+            .map(|p| ("path_segment_prefix", p)),
         raw.path_exact.as_ref().map(|p| ("path_exact", p)),
         raw.path_regex.as_ref().map(|p| ("path_regex", p)),
     ];
@@ -101,6 +147,7 @@ fn compile_match(check: &mut Checker<'_>, raw: &RawMatch, path: &FieldPath) -> O
                     None
                 }
                 "path_exact" => Some(PathMatch::Exact(value.to_string())),
+                "path_segment_prefix" => Some(PathMatch::segment_prefix(value)),
                 _ => Some(PathMatch::Prefix(value.to_string())),
             };
             ok &= path_match.is_some();
@@ -110,7 +157,7 @@ fn compile_match(check: &mut Checker<'_>, raw: &RawMatch, path: &FieldPath) -> O
             check.report(
                 path.clone(),
                 Invalid::Value(format!(
-                    "give at most one of path_prefix, path_exact, path_regex (found {})",
+                    "give at most one of path_prefix, path_segment_prefix, path_exact, path_regex (found {})",
                     kinds.join(", ")
                 )),
             );
@@ -246,9 +293,38 @@ fn compile_value_matches(
             (None, Some((_, matcher))) => matcher,
             (None, None) => continue,
         };
+        let matcher = match m.invert {
+            Some(true) => ValueMatch::Not(Box::new(matcher)),
+            _ => matcher,
+        };
         out.push((name, matcher));
     }
     ok.then_some(out)
+}
+
+/// `respond: { status, body }`: a status from 200 to 599 and an optional text body.
+fn compile_respond(check: &mut Checker<'_>, raw: &RawRespond, path: &FieldPath) -> Option<Respond> {
+    let given = check.required(&raw.status, path, "status")?;
+    let status = match given {
+        Scalar::Int(code) => u16::try_from(*code)
+            .ok()
+            .filter(|code| (200..=599).contains(code))
+            .and_then(|code| StatusCode::from_u16(code).ok()),
+        _ => None,
+    };
+    let Some(status) = status else {
+        check.report(
+            path.key("status"),
+            Invalid::Value(format!(
+                "must be an HTTP status from 200 to 599, got {given}"
+            )),
+        );
+        return None;
+    };
+    Some(Respond {
+        status,
+        body: raw.body.as_deref().unwrap_or_default().into(),
+    })
 }
 
 fn compile_sticky(check: &mut Checker<'_>, raw: &RawSticky, path: &FieldPath) -> Option<Sticky> {
@@ -360,4 +436,46 @@ fn compile_backends(
             None
         }
     }
+}
+
+/// `upgrades`: protocol names (RFC 9110 tokens, no version), never one that switches HTTP
+/// versions; the default when absent.
+fn compile_upgrades(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<String>>,
+    path: &FieldPath,
+) -> Option<Vec<Box<str>>> {
+    let Some(raw) = raw else {
+        return Some(DEFAULT_UPGRADES.iter().map(|&p| p.into()).collect());
+    };
+    let mut ok = true;
+    let mut upgrades: Vec<Box<str>> = Vec::new();
+    for (i, protocol) in raw.iter().enumerate() {
+        let at = path.index(i);
+        let name = protocol.trim().to_ascii_lowercase();
+        let is_token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !is_token {
+            check.report(
+                at,
+                Invalid::Value(format!(
+                    "\"{protocol}\" is not an upgrade protocol name (a token such as \"websocket\", without version)"
+                )),
+            );
+            ok = false;
+        } else if HTTP_UPGRADES.contains(&name.as_str()) {
+            check.report(
+                at,
+                Invalid::Value(format!(
+                    "\"{protocol}\" cannot be allowed: an upgrade to another HTTP version would let clients send requests straight to the upstream, past routing (h2c smuggling)"
+                )),
+            );
+            ok = false;
+        } else if !upgrades.iter().any(|u| **u == *name) {
+            upgrades.push(name.into());
+        }
+    }
+    ok.then_some(upgrades)
 }

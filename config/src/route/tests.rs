@@ -22,6 +22,8 @@ fn route(name: &str, matches: RouteMatch) -> Route {
         timeout: None,
         sticky: None,
         split: split(),
+        respond: None,
+        upgrades: Vec::new(),
     }
 }
 
@@ -194,6 +196,79 @@ fn index_agrees_with_a_plain_scan() {
             }
         }
     }
+}
+
+#[test]
+fn inverted_and_segment_matchers_keep_the_index_correct() {
+    // Indexed runs whose routes also carry inverted headers and segment prefixes, next to
+    // routes that only have those (never indexed).
+    let mut routes = Vec::new();
+    for i in 0..24 {
+        let mut m = header("x-t", ValueMatch::Exact(format!("v{}", i % 4)));
+        if i % 2 == 0 {
+            m.headers.push((
+                HeaderName::from_static("x-t"),
+                ValueMatch::Not(Box::new(ValueMatch::Exact("v9".into()))),
+            ));
+        }
+        if i % 3 == 0 {
+            m.path = Some(PathMatch::segment_prefix("/api/"));
+        }
+        routes.push(route(&format!("h{i}"), m));
+    }
+    for i in 0..10 {
+        let mut m = header(
+            "x-u",
+            ValueMatch::Not(Box::new(ValueMatch::Present(i % 2 == 0))),
+        );
+        m.path = Some(PathMatch::segment_prefix(if i % 2 == 0 {
+            "/api"
+        } else {
+            "/"
+        }));
+        routes.push(route(&format!("n{i}"), m));
+    }
+    let table = RouteTable::new(routes);
+    assert!(table.index_blocks() >= 2);
+    for xt in [&[][..], &["v1"], &["v2", "v9"], &["v9"], &["v3"]] {
+        for xu in [None, Some("1")] {
+            for path in ["/", "/api", "/api/x", "/apix"] {
+                let mut req = Request::get(path);
+                for v in xt {
+                    req = req.header("x-t", *v);
+                }
+                if let Some(v) = xu {
+                    req = req.header("x-u", v);
+                }
+                let req = req.body(()).expect("request");
+                assert_eq!(
+                    find(&table, &req),
+                    find_by_scan(&table, &req),
+                    "{xt:?} {xu:?} {path}"
+                );
+            }
+        }
+    }
+    let plain = Request::get("/apix")
+        .header("x-t", "v3")
+        .body(())
+        .expect("request");
+    assert_eq!(
+        find(&table, &plain),
+        Some("h7"),
+        "h3 wants /api/, which /apix is not under"
+    );
+    let absent = Request::get("/api/x").body(()).expect("request");
+    assert_eq!(find(&table, &absent), Some("n0"), "x-u absent, under /api");
+    let present = Request::get("/apix")
+        .header("x-u", "1")
+        .body(())
+        .expect("request");
+    assert_eq!(
+        find(&table, &present),
+        Some("n1"),
+        "x-u present, / matches all"
+    );
 }
 
 #[test]

@@ -45,6 +45,18 @@ impl MetricSource for FedSource {
         Box::pin(async {})
     }
 
+    fn health<'a>(
+        &'a mut self,
+        _backend: &'a str,
+    ) -> BoxFuture<'a, Result<crate::source::Health, MeasureError>> {
+        Box::pin(async {
+            Ok(crate::source::Health {
+                healthy: 1,
+                unhealthy: Vec::new(),
+            })
+        })
+    }
+
     fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
         let feed = self.feed.clone();
         Box::pin(async move {
@@ -143,6 +155,7 @@ impl Harness {
                     name: "test".into(),
                     address: std::net::IpAddr::from([127, 0, 0, 1]),
                 },
+                version: None,
                 reply,
             })
             .await
@@ -357,5 +370,58 @@ async fn a_restarted_controller_resumes_from_the_store_without_writing() {
     h.until(|r| r.measuring).await;
     h.feed.send(healthy()).expect("feed");
     h.until(|r| r.step == 3).await;
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_with_a_version_records_it_and_a_second_start_of_that_version_succeeds() {
+    let mut h = Harness::start().await;
+    let start = |version: &str| Request {
+        rollout: "myapp".into(),
+        command: Command::Start,
+        caller: crate::auth::Caller {
+            name: "ci".into(),
+            address: std::net::IpAddr::from([127, 0, 0, 1]),
+        },
+        version: Some(version.into()),
+        reply: oneshot::channel().0,
+    };
+    let (reply, answer) = oneshot::channel();
+    h.commands
+        .send(Request {
+            reply,
+            ..start("v7")
+        })
+        .await
+        .expect("send");
+    let message = answer.await.expect("answer").expect("started");
+    assert!(message.contains("for version v7"), "{message}");
+    let r = h.until(|r| r.phase == Phase::Progressing).await;
+    assert_eq!(r.canary_version.as_deref(), Some("v7"));
+    // The pipeline's start and the automatic one race: the second finds v7 running.
+    let (reply, answer) = oneshot::channel();
+    h.commands
+        .send(Request {
+            reply,
+            ..start("v7")
+        })
+        .await
+        .expect("send");
+    let again = answer.await.expect("answer").expect("no conflict");
+    assert!(again.contains("already rolling out v7"), "{again}");
+    assert_eq!(h.canary_writes(), vec![pct(5)], "nothing written again");
+    // Another version is a conflict, as before.
+    let (reply, answer) = oneshot::channel();
+    h.commands
+        .send(Request {
+            reply,
+            ..start("v8")
+        })
+        .await
+        .expect("send");
+    assert!(matches!(
+        answer.await.expect("answer"),
+        Err(CommandError::Refused(_))
+    ));
     h.stop().await;
 }

@@ -282,6 +282,7 @@ rollouts:
                 name: "demo".into(),
                 address: std::net::IpAddr::from([127, 0, 0, 1]),
             },
+            version: None,
             reply,
         })
         .await;

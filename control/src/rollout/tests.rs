@@ -15,8 +15,12 @@ fn rollout(counting: FailureCounting) -> Rollout {
         canary: "canary".into(),
         steps: [5, 10, 25, 50, 75, 100]
             .iter()
-            .map(|p| Weight::from_hundredths(p * 100))
+            .map(|p| StepKind::Weight(Weight::from_hundredths(p * 100)))
             .collect(),
+        strategy: Strategy::Canary,
+        bake: 0,
+        webhooks: Vec::new(),
+        prometheus: None,
         interval: Duration::from_secs(30),
         analysis: Analysis {
             min_requests: 100,
@@ -26,6 +30,7 @@ fn rollout(counting: FailureCounting) -> Rollout {
             max_error_rate_over_stable: None,
             failure_limit: 2,
             failure_counting: counting,
+            checks: Vec::new(),
         },
         metrics: MetricsSource::Prometheus {
             url: "http://127.0.0.1:9090".into(),
@@ -51,6 +56,8 @@ fn check(verdict: Verdict) -> Check {
         } else {
             vec![]
         },
+        gates: vec![],
+        custom: vec![],
     }
 }
 
@@ -78,6 +85,7 @@ fn started(r: &Rollout) -> RolloutState {
         Event::Start {
             automatic: false,
             reason: "test".into(),
+            version: None,
         },
     )
     .1
@@ -92,6 +100,7 @@ fn healthy_checks_walk_every_step_then_succeed() {
         Event::Start {
             automatic: false,
             reason: "cli".into(),
+            version: None,
         },
     );
     assert_eq!(
@@ -252,6 +261,7 @@ fn refusals_say_why() {
         Event::Start {
             automatic: false,
             reason: "cli".into(),
+            version: None,
         },
         &ctx(),
     )
@@ -274,6 +284,7 @@ fn a_version_change_restarts_even_a_running_rollout() {
         Event::Start {
             automatic: true,
             reason: "canary version v2 -> v3".into(),
+            version: None,
         },
     );
     assert_eq!((d.action, pct(&state), state.step), (Action::Started, 5, 0));
@@ -342,4 +353,220 @@ fn commands_record_who_asked_and_refusals_are_kept() {
         (kept.phase, kept.decisions),
         (state.phase, state.decisions + 1)
     );
+}
+
+fn pct_weight(p: u64) -> Weight {
+    Weight::from_hundredths(p * 100)
+}
+
+fn hook(kind: HookKind) -> sluice_config::Webhook {
+    sluice_config::Webhook {
+        name: kind.as_str().to_string(),
+        kind,
+        url: "http://127.0.0.1:1/".into(),
+        timeout: Duration::from_secs(1),
+        headers_env: Vec::new(),
+    }
+}
+
+fn gate(kind: HookKind, passed: bool) -> crate::analysis::GateResult {
+    crate::analysis::GateResult {
+        name: kind.as_str().to_string(),
+        kind: kind.as_str().to_string(),
+        passed,
+        detail: if passed { "HTTP 200" } else { "HTTP 503" }.into(),
+    }
+}
+
+#[test]
+fn a_pause_step_holds_for_approval_and_approve_or_promote_passes_it() {
+    let mut r = rollout(FailureCounting::Consecutive);
+    r.steps = vec![
+        StepKind::Weight(pct_weight(5)),
+        StepKind::Weight(pct_weight(10)),
+        StepKind::Pause,
+        StepKind::Weight(pct_weight(50)),
+        StepKind::Weight(pct_weight(100)),
+    ];
+    let state = apply(&r, started(&r), Event::Check(check(Verdict::Pass))).1;
+    let (d, held) = apply(&r, state, Event::Check(check(Verdict::Pass)));
+    assert_eq!(
+        (d.action, canary(&d), held.phase),
+        (Action::Paused, None, Phase::Paused)
+    );
+    assert!(held.approval && pct(&held) == 10, "{held:?}");
+    assert!(
+        d.message.contains("sluice-control approve myapp"),
+        "{}",
+        d.message
+    );
+    // Checks do not run while held; resume does not pass it; approve does.
+    assert!(decide(&r, &held, Event::Check(check(Verdict::Pass)), &ctx()).is_err());
+    let refusal = decide(&r, &held, Event::Resume, &ctx()).expect_err("resume");
+    assert!(refusal.hint.contains("approve"), "{refusal}");
+    let (d, approved) = apply(&r, held.clone(), Event::Approve);
+    assert_eq!(
+        (d.action, canary(&d), approved.phase, approved.approval),
+        (
+            Action::Approved,
+            Some(pct_weight(50)),
+            Phase::Progressing,
+            false
+        )
+    );
+    let (d, promoted) = apply(&r, held, Event::Promote);
+    assert_eq!(
+        (canary(&d), promoted.phase),
+        (Some(pct_weight(50)), Phase::Progressing)
+    );
+    assert!(
+        decide(&r, &approved, Event::Approve, &ctx()).is_err(),
+        "nothing to approve"
+    );
+}
+
+#[test]
+fn bake_intervals_at_the_last_step_come_before_success_and_can_fail() {
+    let mut r = rollout(FailureCounting::Consecutive);
+    r.steps = vec![
+        StepKind::Weight(pct_weight(50)),
+        StepKind::Weight(pct_weight(100)),
+    ];
+    r.bake = 2;
+    let at_last = apply(&r, started(&r), Event::Check(check(Verdict::Pass))).1;
+    assert_eq!(pct(&at_last), 100);
+    let (d, baked) = apply(&r, at_last.clone(), Event::Check(check(Verdict::Pass)));
+    assert_eq!(
+        (d.action, baked.baked, baked.phase),
+        (Action::Baked, 1, Phase::Progressing)
+    );
+    let (d, baked) = apply(&r, baked, Event::Check(check(Verdict::Pass)));
+    assert_eq!((d.action, baked.baked), (Action::Baked, 2));
+    let (d, done) = apply(&r, baked.clone(), Event::Check(check(Verdict::Pass)));
+    assert_eq!(
+        (d.action, done.phase),
+        (Action::Succeeded, Phase::Succeeded)
+    );
+    let failed = apply(&r, baked, Event::Check(check(Verdict::Fail))).1;
+    let (d, back) = apply(&r, failed, Event::Check(check(Verdict::Fail)));
+    assert_eq!(
+        (d.action, canary(&d), back.phase),
+        (Action::RolledBack, Some(pct_weight(0)), Phase::RolledBack)
+    );
+}
+
+#[test]
+fn pre_rollout_hooks_gate_the_first_step() {
+    let mut r = rollout(FailureCounting::Consecutive);
+    r.webhooks = vec![hook(HookKind::ConfirmRollout), hook(HookKind::PreRollout)];
+    let (d, gated) = apply(
+        &r,
+        RolloutState::default(),
+        Event::Start {
+            automatic: false,
+            reason: String::new(),
+            version: None,
+        },
+    );
+    assert_eq!(
+        (canary(&d), gated.gated, gated.phase),
+        (Some(pct_weight(0)), true, Phase::Progressing)
+    );
+    // confirm-rollout not yet 2xx: hold, no failure.
+    let waiting = crate::analysis::judge_gate(vec![
+        gate(HookKind::ConfirmRollout, false),
+        gate(HookKind::PreRollout, true),
+    ]);
+    let (d, held) = apply(&r, gated.clone(), Event::Check(waiting));
+    assert_eq!(
+        (d.action, held.failures, held.gated),
+        (Action::Held, 0, true)
+    );
+    // A failing pre-rollout hook is a failed check; at the limit: rolled back, never any traffic.
+    let failing = crate::analysis::judge_gate(vec![
+        gate(HookKind::ConfirmRollout, true),
+        gate(HookKind::PreRollout, false),
+    ]);
+    let once = apply(&r, gated.clone(), Event::Check(failing.clone())).1;
+    let (d, back) = apply(&r, once, Event::Check(failing));
+    assert_eq!(
+        (d.action, canary(&d), back.phase),
+        (Action::RolledBack, Some(pct_weight(0)), Phase::RolledBack)
+    );
+    // All pass: the first step.
+    let passing = crate::analysis::judge_gate(vec![
+        gate(HookKind::ConfirmRollout, true),
+        gate(HookKind::PreRollout, true),
+    ]);
+    let (d, open) = apply(&r, gated, Event::Check(passing));
+    assert_eq!(
+        (d.action, canary(&d), open.gated, open.step),
+        (Action::Advanced, Some(pct_weight(5)), false, 0)
+    );
+}
+
+#[test]
+fn confirm_promotion_holds_before_the_last_step() {
+    let mut r = rollout(FailureCounting::Consecutive);
+    r.steps = vec![
+        StepKind::Weight(pct_weight(10)),
+        StepKind::Weight(pct_weight(50)),
+        StepKind::Weight(pct_weight(100)),
+    ];
+    r.webhooks = vec![hook(HookKind::ConfirmPromotion)];
+    let at_50 = apply(&r, started(&r), Event::Check(check(Verdict::Pass))).1;
+    assert!(next_is_last(&r, &at_50));
+    let mut unconfirmed = check(Verdict::Pass);
+    unconfirmed.gates = vec![gate(HookKind::ConfirmPromotion, false)];
+    let (d, held) = apply(&r, at_50.clone(), Event::Check(unconfirmed));
+    assert_eq!((d.action, pct(&held)), (Action::Held, 50));
+    assert!(d.message.contains("confirm-promotion"), "{}", d.message);
+    let mut confirmed = check(Verdict::Pass);
+    confirmed.gates = vec![gate(HookKind::ConfirmPromotion, true)];
+    let (d, last) = apply(&r, held, Event::Check(confirmed));
+    assert_eq!((d.action, pct(&last)), (Action::Advanced, 100));
+}
+
+#[test]
+fn blue_green_switches_in_one_write_after_its_gate_and_back_in_one_write() {
+    let mut r = rollout(FailureCounting::Consecutive);
+    r.strategy = Strategy::BlueGreen;
+    r.steps = vec![StepKind::Weight(pct_weight(100))];
+    r.bake = 1;
+    let (d, gated) = apply(
+        &r,
+        RolloutState::default(),
+        Event::Start {
+            automatic: false,
+            reason: String::new(),
+            version: None,
+        },
+    );
+    assert_eq!((canary(&d), gated.gated), (Some(pct_weight(0)), true));
+    let mut health = gate(HookKind::PreRollout, false);
+    health.kind = "health".into();
+    let unhealthy = crate::analysis::judge_gate(vec![health.clone()]);
+    let (d, still) = apply(&r, gated.clone(), Event::Check(unhealthy));
+    assert_eq!(
+        (d.action, canary(&d), still.gated),
+        (Action::Failed, None, true)
+    );
+    health.passed = true;
+    let (d, switched) = apply(
+        &r,
+        gated,
+        Event::Check(crate::analysis::judge_gate(vec![health])),
+    );
+    assert_eq!(
+        d.write.map(|w| (w.stable, w.canary)),
+        Some((pct_weight(0), pct_weight(100)))
+    );
+    assert!(d.message.contains("switched"), "{}", d.message);
+    let once = apply(&r, switched, Event::Check(check(Verdict::Fail))).1;
+    let (d, back) = apply(&r, once, Event::Check(check(Verdict::Fail)));
+    assert_eq!(
+        d.write.map(|w| (w.stable, w.canary)),
+        Some((pct_weight(100), pct_weight(0)))
+    );
+    assert_eq!(back.phase, Phase::RolledBack);
 }

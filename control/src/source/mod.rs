@@ -9,7 +9,7 @@ use crate::window::Measurement;
 mod prometheus;
 mod scrape;
 
-pub use prometheus::PrometheusSource;
+pub use prometheus::{now_seconds, PromQl, PrometheusSource};
 pub use scrape::ScrapeSource;
 
 /// A boxed, sendable future (the trait is object-safe so rollouts can mix sources).
@@ -23,6 +23,43 @@ pub trait MetricSource: Send + std::fmt::Debug {
 
     /// Measures from the start of the interval until now, and starts the next interval.
     fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>>;
+
+    /// What the proxies report of `backend`'s endpoints (`sluice_endpoint_healthy`): the gate
+    /// of a blue/green switch.
+    fn health<'a>(&'a mut self, backend: &'a str) -> BoxFuture<'a, Result<Health, MeasureError>>;
+}
+
+/// The endpoints of one backend as the proxies see them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// `(proxy, endpoint)` pairs reported healthy.
+    pub healthy: usize,
+    /// `proxy endpoint` of each one reported unhealthy.
+    pub unhealthy: Vec<String>,
+}
+
+impl Health {
+    /// Healthy when at least one endpoint is reported and none is unhealthy.
+    pub fn all_healthy(&self) -> bool {
+        self.healthy > 0 && self.unhealthy.is_empty()
+    }
+
+    /// `3 of 3 endpoint reports healthy`, or which are not.
+    pub fn describe(&self) -> String {
+        let total = self.healthy + self.unhealthy.len();
+        if total == 0 {
+            return "no proxy reports any endpoint of it".into();
+        }
+        if self.unhealthy.is_empty() {
+            format!("{total} of {total} endpoint reports healthy")
+        } else {
+            format!(
+                "{} of {total} endpoint reports unhealthy: {}",
+                self.unhealthy.len(),
+                self.unhealthy.join(", ")
+            )
+        }
+    }
 }
 
 /// Why an interval could not be measured. The check is then inconclusive, never a pass.

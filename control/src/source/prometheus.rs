@@ -5,62 +5,66 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_config::metric_names::{
-    BACKEND_FAILOVERS, LABEL_BACKEND, LABEL_CODE, LABEL_ROUTE, REQUESTS_TOTAL,
-    REQUEST_DURATION_BUCKET,
+    BACKEND_FAILOVERS, ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_ROUTE,
+    REQUESTS_TOTAL, REQUEST_DURATION_BUCKET,
 };
 use sluice_config::Rollout;
 
-use super::{BoxFuture, MeasureError, MetricSource};
+use super::{BoxFuture, Health, MeasureError, MetricSource};
 use crate::http::HttpClient;
 use crate::window::{BackendWindow, Measurement};
+
+/// A PromQL client of one Prometheus: instant queries over `/api/v1/query`.
+#[derive(Clone, Debug)]
+pub struct PromQl {
+    client: HttpClient,
+    url: String,
+    timeout: Duration,
+}
 
 /// Queries `url`'s `/api/v1/query`.
 #[derive(Debug)]
 pub struct PrometheusSource {
-    client: HttpClient,
-    url: String,
+    promql: PromQl,
     route: String,
     stable: String,
     canary: String,
     started: Instant,
-    timeout: Duration,
 }
 
-impl PrometheusSource {
-    /// A source for `rollout` querying the Prometheus at `url`.
-    pub fn new(rollout: &Rollout, url: &str, timeout: Duration) -> Self {
+impl PromQl {
+    /// A client of the Prometheus at `url`; each query may take up to `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Self {
         Self {
             client: HttpClient::default(),
             url: url.trim_end_matches('/').to_string(),
-            route: rollout.route.clone(),
-            stable: rollout.stable.clone(),
-            canary: rollout.canary.clone(),
-            started: Instant::now(),
             timeout,
         }
     }
 
-    /// The PromQL expressions for one backend over `range` milliseconds:
-    /// (requests incl. failovers, failures incl. failovers, p95).
-    pub fn queries(route: &str, backend: &str, range: u64) -> [String; 3] {
-        let selector = format!(
-            "{LABEL_ROUTE}=\"{}\",{LABEL_BACKEND}=\"{}\"",
-            escape(route),
-            escape(backend)
-        );
-        let failovers = format!("sum(increase({BACKEND_FAILOVERS}{{{selector}}}[{range}ms]))");
-        [
-            format!("sum(increase({REQUESTS_TOTAL}{{{selector}}}[{range}ms])) + ({failovers} or vector(0))"),
-            format!(
-                "(sum(increase({REQUESTS_TOTAL}{{{selector},{LABEL_CODE}=~\"5..\"}}[{range}ms])) or vector(0)) + ({failovers} or vector(0))"
-            ),
-            format!("histogram_quantile(0.95, sum by (le) (rate({REQUEST_DURATION_BUCKET}{{{selector}}}[{range}ms])))"),
-        ]
-    }
-
     /// Evaluates `query` at `time` (Unix seconds; every query of an interval uses the same
     /// instant). `None` for an empty result or NaN (PromQL's answer when there is no data).
-    async fn scalar(&self, query: &str, time: f64) -> Result<Option<f64>, MeasureError> {
+    pub async fn scalar(&self, query: &str, time: f64) -> Result<Option<f64>, MeasureError> {
+        let samples = self.vector(query, time).await?;
+        if samples.len() > 1 {
+            return Err(MeasureError::Query(format!(
+                "{query} returned {} series; aggregate it to one value (e.g. sum, max or avg)",
+                samples.len()
+            )));
+        }
+        let Some((_, value)) = samples.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok((!value.is_nan()).then_some(value))
+    }
+
+    /// Evaluates `query` at `time`: every sample as (labels, value); a scalar result is one
+    /// sample without labels. Infinite values are errors; NaN is kept.
+    pub async fn vector(
+        &self,
+        query: &str,
+        time: f64,
+    ) -> Result<Vec<(serde_json::Map<String, Value>, f64)>, MeasureError> {
         let url = format!(
             "{}/api/v1/query?{}",
             self.url,
@@ -82,26 +86,68 @@ impl PrometheusSource {
                 json["error"].as_str().unwrap_or("unknown error")
             )));
         }
+        if json["data"]["resultType"] == "scalar" {
+            let text = json["data"]["result"][1].as_str().unwrap_or("NaN");
+            let value: f64 = text
+                .parse()
+                .map_err(|_| MeasureError::Query(format!("value {text:?} is not a number")))?;
+            return Ok(vec![(serde_json::Map::new(), value)]);
+        }
         let Some(result) = json["data"]["result"].as_array() else {
             return Err(MeasureError::Query(format!(
                 "unexpected answer shape for {query}"
             )));
         };
-        match result.first() {
-            None => Ok(None),
-            Some(sample) => {
-                let text = sample["value"][1].as_str().ok_or_else(|| {
-                    MeasureError::Query(format!("sample without a value for {query}"))
-                })?;
-                let value: f64 = text
-                    .parse()
-                    .map_err(|_| MeasureError::Query(format!("value {text:?} is not a number")))?;
-                if value.is_infinite() {
-                    return Err(MeasureError::Query(format!("value {text} for {query}")));
-                }
-                Ok((!value.is_nan()).then_some(value))
+        let value_of = |value: &Value| -> Result<f64, MeasureError> {
+            let text = value[1].as_str().ok_or_else(|| {
+                MeasureError::Query(format!("sample without a value for {query}"))
+            })?;
+            let value: f64 = text
+                .parse()
+                .map_err(|_| MeasureError::Query(format!("value {text:?} is not a number")))?;
+            if value.is_infinite() {
+                return Err(MeasureError::Query(format!("value {text} for {query}")));
             }
+            Ok(value)
+        };
+        result
+            .iter()
+            .map(|sample| {
+                let labels = sample["metric"].as_object().cloned().unwrap_or_default();
+                Ok((labels, value_of(&sample["value"])?))
+            })
+            .collect()
+    }
+}
+
+impl PrometheusSource {
+    /// A source for `rollout` querying the Prometheus at `url`.
+    pub fn new(rollout: &Rollout, url: &str, timeout: Duration) -> Self {
+        Self {
+            promql: PromQl::new(url, timeout),
+            route: rollout.route.clone(),
+            stable: rollout.stable.clone(),
+            canary: rollout.canary.clone(),
+            started: Instant::now(),
         }
+    }
+
+    /// The PromQL expressions for one backend over `range` milliseconds:
+    /// (requests incl. failovers, failures incl. failovers, p95).
+    pub fn queries(route: &str, backend: &str, range: u64) -> [String; 3] {
+        let selector = format!(
+            "{LABEL_ROUTE}=\"{}\",{LABEL_BACKEND}=\"{}\"",
+            escape(route),
+            escape(backend)
+        );
+        let failovers = format!("sum(increase({BACKEND_FAILOVERS}{{{selector}}}[{range}ms]))");
+        [
+            format!("sum(increase({REQUESTS_TOTAL}{{{selector}}}[{range}ms])) + ({failovers} or vector(0))"),
+            format!(
+                "(sum(increase({REQUESTS_TOTAL}{{{selector},{LABEL_CODE}=~\"5..\"}}[{range}ms])) or vector(0)) + ({failovers} or vector(0))"
+            ),
+            format!("histogram_quantile(0.95, sum by (le) (rate({REQUEST_DURATION_BUCKET}{{{selector}}}[{range}ms])))"),
+        ]
     }
 
     async fn backend(
@@ -112,14 +158,44 @@ impl PrometheusSource {
     ) -> Result<BackendWindow, MeasureError> {
         let [requests, failed, p95] = Self::queries(&self.route, backend, range);
         Ok(BackendWindow {
-            requests: self.scalar(&requests, time).await?.unwrap_or(0.0),
-            failed: self.scalar(&failed, time).await?.unwrap_or(0.0),
-            p95: self.scalar(&p95, time).await?,
+            requests: self.promql.scalar(&requests, time).await?.unwrap_or(0.0),
+            failed: self.promql.scalar(&failed, time).await?.unwrap_or(0.0),
+            p95: self.promql.scalar(&p95, time).await?,
         })
     }
 }
 
 impl MetricSource for PrometheusSource {
+    fn health<'a>(&'a mut self, backend: &'a str) -> BoxFuture<'a, Result<Health, MeasureError>> {
+        Box::pin(async move {
+            let query = format!(
+                "{ENDPOINT_HEALTHY}{{{LABEL_BACKEND}=\"{}\"}}",
+                escape(backend)
+            );
+            let samples = self.promql.vector(&query, now_seconds()).await?;
+            let mut health = Health::default();
+            for (labels, value) in samples {
+                if value >= 1.0 {
+                    health.healthy += 1;
+                } else {
+                    let label = |key: &str| {
+                        labels
+                            .get(key)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    health.unhealthy.push(format!(
+                        "{} (on {})",
+                        label(LABEL_ENDPOINT),
+                        label("instance")
+                    ));
+                }
+            }
+            Ok(health)
+        })
+    }
+
     fn begin(&mut self) -> BoxFuture<'_, ()> {
         self.started = Instant::now();
         Box::pin(async {})
@@ -130,9 +206,7 @@ impl MetricSource for PrometheusSource {
             .unwrap_or(u64::MAX)
             .max(1000);
         self.started = Instant::now();
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let time = now_seconds();
         Box::pin(async move {
             Ok(Measurement {
                 canary: self.backend(&self.canary.clone(), range, time).await?,
@@ -144,6 +218,13 @@ impl MetricSource for PrometheusSource {
 
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Now, as Unix seconds with milliseconds: the evaluation instant of an immediate query.
+pub fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

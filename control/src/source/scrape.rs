@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sluice_config::{Address, Rollout};
 
-use super::{BoxFuture, MeasureError, MetricSource};
+use sluice_config::metric_names::{ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_ENDPOINT};
+
+use super::{BoxFuture, Health, MeasureError, MetricSource};
 use crate::exposition;
 use crate::http::HttpClient;
 use crate::window::{accumulate, extract, increase, BackendWindow, Measurement, SeriesMap};
@@ -68,7 +70,55 @@ impl ScrapeSource {
     }
 }
 
+impl ScrapeSource {
+    /// `sluice_endpoint_healthy` of `backend` on every target.
+    async fn endpoint_health(&self, backend: &str) -> Result<Health, MeasureError> {
+        let mut health = Health::default();
+        for target in &self.targets {
+            let url = format!("http://{target}/metrics");
+            let (status, body) = self.client.get(&url, self.timeout).await.map_err(|e| {
+                MeasureError::Unreachable {
+                    target: target.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            if !status.is_success() {
+                return Err(MeasureError::Unreachable {
+                    target: target.to_string(),
+                    reason: format!("HTTP {status}"),
+                });
+            }
+            let samples = exposition::parse(&String::from_utf8_lossy(&body)).map_err(|e| {
+                MeasureError::Unreadable {
+                    target: target.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            for sample in samples.iter().filter(|s| {
+                s.name == ENDPOINT_HEALTHY
+                    && s.labels.get(LABEL_BACKEND).map(String::as_str) == Some(backend)
+            }) {
+                if sample.value >= 1.0 {
+                    health.healthy += 1;
+                } else {
+                    let endpoint = sample
+                        .labels
+                        .get(LABEL_ENDPOINT)
+                        .cloned()
+                        .unwrap_or_default();
+                    health.unhealthy.push(format!("{endpoint} (on {target})"));
+                }
+            }
+        }
+        Ok(health)
+    }
+}
+
 impl MetricSource for ScrapeSource {
+    fn health<'a>(&'a mut self, backend: &'a str) -> BoxFuture<'a, Result<Health, MeasureError>> {
+        Box::pin(self.endpoint_health(backend))
+    }
+
     fn begin(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let scrapes = self.scrape_all().await;

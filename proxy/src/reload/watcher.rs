@@ -1,5 +1,6 @@
-//! The watch on the files of the config in force: their directories, and which names in them
-//! matter, moved along when a reload points the weights file somewhere else.
+//! The watch on the files of the config in force (config, weights, listener certificates):
+//! their directories, and which names in them matter, moved along when a reload points the
+//! weights file somewhere else.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,8 @@ use tracing::{debug, warn};
 /// Kubernetes ConfigMap volumes update by swapping this symlink.
 const CONFIGMAP_DATA: &str = "..data";
 
-/// Directories watched for the config and weights files; every event about one of their
-/// names is sent as a `()` to the reload loop.
+/// Directories watched for the config, weights and certificate files; every event about one
+/// of their names is sent as a `()` to the reload loop.
 #[derive(Debug)]
 pub(super) struct FileWatch {
     /// `None` when the platform gives no watcher: only SIGHUP reloads.
@@ -53,12 +54,12 @@ impl FileWatch {
         }
     }
 
-    /// Watches the files `config` (loaded from `config_path`) reads, and stops watching
-    /// directories it no longer needs. Returns whether a directory or name was added: a file
-    /// there may have changed before the watch began. Waits on the watcher: call it where
-    /// blocking is allowed.
-    pub(super) fn follow(&mut self, config_path: &Path, config: &Config) -> bool {
-        let (dirs, names) = watch_set(config_path, config.weights_file.as_deref());
+    /// Watches the files `config` (loaded from `config_path`) reads, plus `also` (listener
+    /// certificates), and stops watching directories it no longer needs. Returns whether a
+    /// directory or name was added: a file there may have changed before the watch began.
+    /// Waits on the watcher: call it where blocking is allowed.
+    pub(super) fn follow(&mut self, config_path: &Path, config: &Config, also: &[PathBuf]) -> bool {
+        let (dirs, names) = watch_set(config_path, config.weights_file.as_deref(), also);
         let mut added = {
             let mut current = self.names.lock().unwrap_or_else(PoisonError::into_inner);
             let added = names.iter().any(|n| !current.contains(n));
@@ -97,9 +98,15 @@ impl FileWatch {
 }
 
 /// The directories to watch and the file names that matter in them, for a config at
-/// `config_path` with `weights_file`.
-fn watch_set(config_path: &Path, weights_file: Option<&Path>) -> (Vec<PathBuf>, Vec<OsString>) {
-    let files = std::iter::once(config_path).chain(weights_file);
+/// `config_path` with `weights_file`, and the files `also`.
+fn watch_set(
+    config_path: &Path,
+    weights_file: Option<&Path>,
+    also: &[PathBuf],
+) -> (Vec<PathBuf>, Vec<OsString>) {
+    let files = std::iter::once(config_path)
+        .chain(weights_file)
+        .chain(also.iter().map(PathBuf::as_path));
     let mut dirs: Vec<PathBuf> = files.clone().map(parent_dir).collect();
     dirs.sort();
     dirs.dedup();
@@ -146,6 +153,7 @@ mod tests {
         let (dirs, names) = watch_set(
             Path::new("/etc/sluice/sluice.yaml"),
             Some(Path::new("/var/lib/sluice/weights.yaml")),
+            &[],
         );
         assert_eq!(
             dirs,
@@ -159,12 +167,37 @@ mod tests {
 
     #[test]
     fn one_directory_when_both_files_share_it() {
-        let (dirs, names) = watch_set(Path::new("sluice.yaml"), Some(Path::new("weights.yaml")));
+        let (dirs, names) = watch_set(
+            Path::new("sluice.yaml"),
+            Some(Path::new("weights.yaml")),
+            &[],
+        );
         assert_eq!(dirs, [PathBuf::from(".")]);
         assert_eq!(names, os(&["..data", "sluice.yaml", "weights.yaml"]));
-        let (dirs, names) = watch_set(Path::new("conf/sluice.yaml"), None);
+        let (dirs, names) = watch_set(Path::new("conf/sluice.yaml"), None, &[]);
         assert_eq!(dirs, [PathBuf::from("conf")]);
         assert_eq!(names, os(&["..data", "sluice.yaml"]));
+    }
+
+    #[test]
+    fn listener_certificates_are_watched_in_their_directories() {
+        let (dirs, names) = watch_set(
+            Path::new("/etc/sluice/sluice.yaml"),
+            None,
+            &[
+                PathBuf::from("/etc/tls/tls.crt"),
+                PathBuf::from("/etc/tls/tls.key"),
+                PathBuf::from("/etc/sluice/ca.pem"),
+            ],
+        );
+        assert_eq!(
+            dirs,
+            [PathBuf::from("/etc/sluice"), PathBuf::from("/etc/tls")]
+        );
+        assert_eq!(
+            names,
+            os(&["..data", "ca.pem", "sluice.yaml", "tls.crt", "tls.key"])
+        );
     }
 
     #[test]
@@ -183,7 +216,7 @@ mod tests {
             std::fs::write(&config_path, text).expect("write config");
             Config::load(&config_path).expect("valid config")
         };
-        assert!(files.follow(&config_path, &config(&old_dir.path().join("w.yaml"))));
+        assert!(files.follow(&config_path, &config(&old_dir.path().join("w.yaml")), &[]));
         let mut want = vec![
             config_dir.path().to_path_buf(),
             old_dir.path().to_path_buf(),
@@ -191,10 +224,10 @@ mod tests {
         want.sort();
         assert_eq!(files.watched, want);
         assert!(
-            !files.follow(&config_path, &config(&old_dir.path().join("w.yaml"))),
+            !files.follow(&config_path, &config(&old_dir.path().join("w.yaml")), &[]),
             "nothing new"
         );
-        assert!(files.follow(&config_path, &config(&new_dir.path().join("w2.yaml"))));
+        assert!(files.follow(&config_path, &config(&new_dir.path().join("w2.yaml")), &[]));
         let mut want = vec![
             config_dir.path().to_path_buf(),
             new_dir.path().to_path_buf(),

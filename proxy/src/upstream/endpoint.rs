@@ -13,9 +13,11 @@ use metrics::Gauge;
 use sluice_config::{Address, UpstreamProtocol};
 use tracing::{debug, warn};
 
+use super::breaker::{Breaker, ConnectionSlot};
 use super::connect::Connector;
 use super::health::{Health, Verdict};
 use super::pool::Pool;
+use super::probe::{Probe, ProbeStatus};
 use crate::body::{BodyDone, ClientBodyError, RequestBody};
 use crate::error::ProxyError;
 use crate::metrics::{UpstreamErrorCounters, UpstreamErrorKind};
@@ -34,8 +36,12 @@ pub struct Endpoint {
     in_flight: AtomicUsize,
     connections_opened: AtomicU64,
     health: Health,
+    /// Active health checks; shared with the endpoints of other generations at this address.
+    probe: Arc<Probe>,
     healthy_gauge: Gauge,
     errors: Arc<UpstreamErrorCounters>,
+    /// The upstream's connection and waiting-request limits, shared with its other endpoints.
+    breaker: Arc<Breaker>,
 }
 
 /// A request's hold on an endpoint: counts as in flight until dropped, and carries the
@@ -60,17 +66,26 @@ pub struct EndpointSettings {
     pub connector: Arc<Connector>,
     /// Outlier detection settings.
     pub outlier: sluice_config::OutlierDetection,
+    /// Active health checks of this address of the upstream.
+    pub probe: Arc<Probe>,
     /// `sluice_endpoint_healthy` for this endpoint.
     pub healthy_gauge: Gauge,
     /// `sluice_upstream_errors_total` of the backend.
     pub errors: Arc<UpstreamErrorCounters>,
+    /// The upstream's circuit breaker.
+    pub breaker: Arc<Breaker>,
 }
 
 impl Endpoint {
     /// A new endpoint with an empty pool.
     pub fn new(settings: EndpointSettings) -> Arc<Self> {
-        settings.healthy_gauge.set(1.0);
-        Arc::new(Self {
+        // 0 for an endpoint whose health check has not passed yet.
+        let in_service = settings.probe.in_service();
+        settings
+            .healthy_gauge
+            .set(if in_service { 1.0 } else { 0.0 });
+        let breaker = settings.breaker.clone();
+        let endpoint = Arc::new(Self {
             label: settings.address.to_string().into(),
             address: settings.address,
             backend: settings.backend,
@@ -80,9 +95,13 @@ impl Endpoint {
             in_flight: AtomicUsize::new(0),
             connections_opened: AtomicU64::new(0),
             health: Health::new(settings.outlier),
+            probe: settings.probe,
             healthy_gauge: settings.healthy_gauge,
             errors: settings.errors,
-        })
+            breaker: settings.breaker,
+        });
+        breaker.add_endpoint(&endpoint);
+        endpoint
     }
 
     /// The endpoint's address as written (`127.0.0.1:18081`).
@@ -123,10 +142,16 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether outlier detection lets it take traffic at `now`.
+    /// Whether it takes traffic at `now`: not ejected by outlier detection, and passing its
+    /// active health checks when the upstream has them.
     #[inline]
     pub fn is_healthy(&self, now: Instant) -> bool {
-        self.health.is_healthy(now)
+        self.probe.in_service() && self.health.is_healthy(now)
+    }
+
+    /// Where its active health checks stand.
+    pub fn probe_status(&self) -> ProbeStatus {
+        self.probe.status()
     }
 
     /// Upstream connections opened so far.
@@ -137,6 +162,16 @@ impl Endpoint {
     /// Idle HTTP/1.1 connections in the pool.
     pub fn idle_connections(&self) -> usize {
         self.pool.idle_count()
+    }
+
+    /// The upstream's circuit breaker.
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.breaker
+    }
+
+    /// Closes one idle connection (to free its slot for another endpoint of the upstream).
+    pub(super) fn close_one_idle(&self) -> bool {
+        self.pool.close_one_idle()
     }
 
     /// Feeds outlier detection with a request's outcome (`ok`: not a connect error, reset,
@@ -153,7 +188,8 @@ impl Endpoint {
     }
 
     /// Periodic upkeep: brings `sluice_endpoint_healthy` up to date once an ejection has
-    /// expired, and closes idle connections past their idle limit.
+    /// expired or a health check changed its verdict, and closes idle connections past their
+    /// idle limit.
     pub fn housekeeping(&self, now: Instant) {
         self.healthy_gauge
             .set(if self.is_healthy(now) { 1.0 } else { 0.0 });
@@ -168,7 +204,9 @@ impl Endpoint {
     /// Sends `req` (URI and headers already prepared for this upstream) and waits for the
     /// response headers. Reuses an idle connection when there is one; a request that a closing
     /// pooled connection could not even send is retried on a fresh connection. `body` is the
-    /// request body's completion flag (none for empty bodies).
+    /// request body's completion flag (none for empty bodies). When the upstream has
+    /// `max_connections` open, the request waits for one to come free, or fails at once with
+    /// [`ProxyError::Overloaded`] when `max_pending_requests` already wait.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
@@ -184,23 +222,44 @@ impl Endpoint {
         match self.protocol {
             UpstreamProtocol::Http1 => {
                 let mut req = req;
-                while let Some(mut conn) = self.pool.take_idle(now).await {
-                    match conn.try_send_request(req).await {
-                        Ok(response) => {
-                            lease.conn = Some(conn);
-                            return Ok((response, lease));
+                let mut now = now;
+                let mut waiting = None;
+                loop {
+                    while let Some(mut conn) = self.pool.take_idle(now).await {
+                        match conn.try_send_request(req).await {
+                            Ok(response) => {
+                                lease.conn = Some(conn);
+                                return Ok((response, lease));
+                            }
+                            Err(mut e) => match e.take_message() {
+                                // Never written: the connection was closing. Try another.
+                                Some(unsent) => req = unsent,
+                                None => return Err(classify(e.into_error())),
+                            },
                         }
-                        Err(mut e) => match e.take_message() {
-                            // Never written: the connection was closing. Try another.
-                            Some(unsent) => req = unsent,
-                            None => return Err(classify(e.into_error())),
-                        },
                     }
+                    if let Some(slot) = self.breaker.try_open() {
+                        drop(waiting);
+                        let mut conn = self.connect_http1(slot).await?;
+                        let response = conn.send_request(req).await.map_err(classify)?;
+                        lease.conn = Some(conn);
+                        return Ok((response, lease));
+                    }
+                    // At the limit: wait (counted) for a connection to come back or close.
+                    if waiting.is_none() {
+                        waiting = Some(self.breaker.wait()?);
+                    }
+                    // Armed, then one more look, so a connection freed meanwhile is not missed.
+                    let freed = self.breaker.freed();
+                    tokio::pin!(freed);
+                    freed.as_mut().enable();
+                    if self.pool.idle_count() == 0 && !self.breaker.has_room() {
+                        // An idle connection to another endpoint holds a slot this one can use.
+                        self.breaker.close_idle_elsewhere(self);
+                        freed.await;
+                    }
+                    now = Instant::now();
                 }
-                let mut conn = self.connect_http1().await?;
-                let response = conn.send_request(req).await.map_err(classify)?;
-                lease.conn = Some(conn);
-                Ok((response, lease))
             }
             UpstreamProtocol::Http2 => {
                 let mut conn = match self.pool.h2() {
@@ -223,13 +282,16 @@ impl Endpoint {
         }
     }
 
-    async fn connect_http1(&self) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
+    async fn connect_http1(
+        &self,
+        slot: ConnectionSlot,
+    ) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
         let stream = self.connector().connect(&self.address).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ProxyError::Reset)?;
-        self.run_connection(conn.with_upgrades());
+        self.run_connection(conn.with_upgrades(), slot);
         Ok(sender)
     }
 
@@ -239,7 +301,14 @@ impl Endpoint {
         &self,
         broken: Option<&http2::SendRequest<RequestBody>>,
     ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
-        let _turn = self.pool.h2_connect_turn().await;
+        // The request that opens the connection is not waiting; those queued behind it are.
+        let _turn = match self.pool.try_h2_connect_turn() {
+            Some(turn) => turn,
+            None => {
+                let _waiting = self.breaker.wait()?;
+                self.pool.h2_connect_turn().await
+            }
+        };
         if let Some(current) = self.pool.h2() {
             // Someone else opened a new one while we waited.
             let replaced = broken.is_some_and(|b| !b.is_ready() && current.is_ready());
@@ -254,17 +323,19 @@ impl Endpoint {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ProxyError::Reset)?;
-        self.run_connection(conn);
+        self.run_connection(conn, self.breaker.hold());
         self.pool.set_h2(&sender);
         Ok(sender)
     }
 }
 
 impl Endpoint {
-    /// Counts a newly opened upstream connection and drives it in its own task until it ends.
+    /// Counts a newly opened upstream connection and drives it in its own task until it ends,
+    /// holding its `slot` of the upstream's `max_connections` until then.
     fn run_connection(
         &self,
         conn: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+        slot: ConnectionSlot,
     ) {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         let label = self.label.clone();
@@ -272,6 +343,7 @@ impl Endpoint {
             if let Err(e) = conn.await {
                 debug!(endpoint = %label, error = %e, "upstream connection ended with an error");
             }
+            drop(slot);
         });
     }
 }
@@ -283,12 +355,20 @@ impl Lease {
         let Some(conn) = self.conn.take() else { return };
         if self.body.as_ref().is_none_or(BodyDone::is_done) {
             self.endpoint.pool.put_idle(conn);
+            self.endpoint.breaker.release_idle();
         }
     }
 
-    /// The connection now belongs to an upgraded (tunnelled) exchange; never pool it.
+    /// Never pool the connection: it belongs to an upgraded (tunnelled) exchange, or its
+    /// framing is suspect. It closes once the exchange in progress ends.
     pub fn detach_connection(&mut self) {
         self.conn = None;
+    }
+
+    /// A slot of the upstream's `max_connections` for a tunnel: the connection outlives its
+    /// HTTP exchange (and the slot that came with it).
+    pub fn hold_connection_slot(&self) -> ConnectionSlot {
+        self.endpoint.breaker.hold()
     }
 
     /// The upstream failed while streaming the body: count it; the connection is dropped.

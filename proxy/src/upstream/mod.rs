@@ -1,16 +1,20 @@
-//! Upstreams at run time: endpoints with pools and health, and the choice of an endpoint by
-//! power of two choices on in-flight requests.
+//! Upstreams at run time: endpoints with pools, passive health (outlier detection) and active
+//! health checks, and the choice of an endpoint by power of two choices on in-flight requests.
 
+mod breaker;
 mod connect;
 mod endpoint;
 mod health;
 mod pool;
+mod probe;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use breaker::{Breaker, ConnectionSlot};
 pub use connect::Connector;
 pub use endpoint::{Endpoint, EndpointSettings, Lease};
+pub use probe::{Probe, ProbeStatus, ProbeTarget};
 
 /// One upstream of a config generation: its endpoints, shared with other generations.
 #[derive(Debug)]
@@ -35,8 +39,13 @@ impl Upstream {
         &self.endpoints
     }
 
+    /// The circuit breaker its endpoints share.
+    pub fn breaker(&self) -> Option<&Arc<Breaker>> {
+        self.endpoints.first().map(|e| e.breaker())
+    }
+
     /// A healthy endpoint: of two picked at random, the one with fewer requests in flight
-    /// (power of two choices). `None` when every endpoint is ejected.
+    /// (power of two choices). `None` when every endpoint is ejected or failing its checks.
     #[inline]
     pub fn pick(&self, random: u64, now: Instant) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();

@@ -95,6 +95,21 @@ impl Pool {
         self.h2_connecting.lock().await
     }
 
+    /// The turn to open the HTTP/2 connection, if nobody is opening it now.
+    pub(super) fn try_h2_connect_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        self.h2_connecting.try_lock().ok()
+    }
+
+    /// Closes the oldest idle HTTP/1.1 connection, if there is one.
+    pub(super) fn close_one_idle(&self) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.is_empty() {
+            return false;
+        }
+        idle.remove(0);
+        true
+    }
+
     /// Makes `conn` the shared HTTP/2 connection (replacing one that is going away).
     pub(super) fn set_h2(&self, conn: &http2::SendRequest<RequestBody>) {
         *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
