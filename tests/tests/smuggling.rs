@@ -265,3 +265,41 @@ async fn only_upgrades_the_route_allows_pass() {
     assert!(!seen.contains_key("upgrade"), "{seen:?}");
     assert!(!seen.contains_key("connection"), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_with_differing_lengths_is_a_502() {
+    let upstream = RawUpstream::spawn(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    let proxy = Proxy::start(&config(&upstream.endpoint(), ""));
+    let answer = exchange(
+        proxy.http,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(
+        head_of(&answer).contains("x-sluice-error: reset"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_upstream_chunk_cuts_the_response_visibly() {
+    let upstream = RawUpstream::spawn(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nmore\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = Proxy::start(&config(&upstream.endpoint(), ""));
+    let answer = exchange(proxy.http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", WAIT).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        head_of(&answer).contains("transfer-encoding: chunked"),
+        "{answer}"
+    );
+    // The connection closed without the last chunk: the client knows the body is incomplete.
+    assert!(!answer.ends_with("0\r\n\r\n"), "{answer:?}");
+    assert!(!answer.contains("more"), "{answer:?}");
+}
