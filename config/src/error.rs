@@ -133,7 +133,7 @@ struct Problems<'a> {
 }
 
 /// The list of valid names shown after an unknown one: `stable, canary`, or `none`.
-pub(crate) fn known_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub fn known_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.into_iter().collect();
     if names.is_empty() {
         "none".into()

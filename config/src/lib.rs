@@ -37,7 +37,7 @@ pub use config::{
 };
 pub use document::{Format, MAX_FILE_BYTES};
 pub use duration::{format_duration, parse_duration};
-pub use error::{ConfigError, FieldPath, Invalid, Location, Problem, Segment};
+pub use error::{known_list, ConfigError, FieldPath, Invalid, Location, Problem, Segment};
 pub use listener::{
     Listener, ListenerProtocol, ServerTls, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_CONNECTIONS,

@@ -362,24 +362,13 @@ pub fn millis(seconds: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use sluice_config::FailureCounting;
 
     use super::*;
     use crate::window::BackendWindow;
 
     fn analysis() -> Analysis {
-        Analysis {
-            min_requests: 100,
-            max_error_rate: 0.01,
-            max_p95: Some(Duration::from_millis(500)),
-            max_p95_vs_stable: None,
-            max_error_rate_over_stable: None,
-            failure_limit: 2,
-            failure_counting: FailureCounting::Consecutive,
-            checks: vec![],
-        }
+        crate::fixtures::analysis(FailureCounting::Consecutive)
     }
 
     fn window(requests: f64, failed: f64, p95: Option<f64>) -> BackendWindow {

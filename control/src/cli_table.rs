@@ -138,9 +138,7 @@ fn ago(now: u64, at: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use sluice_config::{Analysis, FailureCounting, MetricsSource, Rollout, Weight};
+    use sluice_config::{FailureCounting, Weight};
 
     use super::*;
     use crate::analysis::{Check, Verdict};
@@ -150,31 +148,7 @@ mod tests {
     #[test]
     fn renders_rollouts_with_numbers_and_thresholds() {
         let percent = |p: u64| Weight::from_hundredths(p * 100);
-        let rollout = Rollout {
-            name: "myapp".into(),
-            route: "default".into(),
-            stable: "stable".into(),
-            canary: "canary".into(),
-            steps: [5, 10, 25, 50, 75, 100]
-                .map(|p| sluice_config::Step::Weight(percent(p)))
-                .to_vec(),
-            strategy: sluice_config::Strategy::Canary,
-            bake: 0,
-            webhooks: vec![],
-            prometheus: None,
-            interval: Duration::from_secs(30),
-            analysis: Analysis {
-                min_requests: 100,
-                max_error_rate: 0.01,
-                max_p95: Some(Duration::from_millis(500)),
-                max_p95_vs_stable: None,
-                max_error_rate_over_stable: None,
-                failure_limit: 2,
-                failure_counting: FailureCounting::Consecutive,
-                checks: vec![],
-            },
-            metrics: MetricsSource::Scrape { targets: vec![] },
-        };
+        let rollout = crate::fixtures::rollout(FailureCounting::Consecutive);
         let check = Check {
             verdict: Verdict::Pass,
             requests: 412.0,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_config::{
-    unix_now, Config, HookKind, MetricsSource as SourceConfig, Rollout, Strategy, Webhook,
+    known_list, unix_now, Config, HookKind, MetricsSource as SourceConfig, Rollout, Strategy,
+    Webhook,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -341,18 +342,9 @@ impl Controller {
     async fn try_command(&mut self, request: &Request) -> Result<String, CommandError> {
         let name = request.rollout.as_str();
         let Some(index) = self.index(name) else {
-            let known: Vec<&str> = self
-                .managed
-                .iter()
-                .map(|m| m.rollout.name.as_str())
-                .collect();
             return Err(CommandError::Unknown {
                 name: name.to_string(),
-                known: if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
+                known: known_list(self.managed.iter().map(|m| m.rollout.name.as_str())),
             });
         };
         if let (Command::Start, Some(version)) = (request.command, &request.version) {
@@ -467,7 +459,7 @@ impl Controller {
             };
         }
         let confirm = next_is_last(r, &m.state);
-        let versions = self.versions(r);
+        let versions = self.versions(index);
         Plan {
             traffic: true,
             hooks: r
@@ -490,17 +482,19 @@ impl Controller {
         }
     }
 
-    /// `(canary, stable)` versions: the canary's as the rollout saw it, stable's from the
-    /// config.
-    fn versions(&self, rollout: &Rollout) -> (Option<String>, Option<String>) {
+    /// Rollout `index`'s `(canary, stable)` versions: the canary's as the rollout saw it,
+    /// stable's from the config.
+    fn versions(&self, index: usize) -> (Option<String>, Option<String>) {
+        let m = &self.managed[index];
         let stable = self
             .config
-            .upstream(&rollout.stable)
+            .upstream(&m.rollout.stable)
             .and_then(|(_, u)| u.version.clone());
-        let canary = self
-            .index(&rollout.name)
-            .and_then(|i| self.managed[i].state.canary_version.clone())
-            .or_else(|| canary_version(&self.config, rollout));
+        let canary = m
+            .state
+            .canary_version
+            .clone()
+            .or_else(|| canary_version(&self.config, &m.rollout));
         (canary, stable)
     }
 
@@ -508,7 +502,7 @@ impl Controller {
     fn payload(&self, index: usize, decision: Option<&Decision>) -> Payload {
         let m = &self.managed[index];
         let r = &m.rollout;
-        let (canary_version, stable_version) = self.versions(r);
+        let (canary_version, stable_version) = self.versions(index);
         let record = decision.and_then(|_| m.state.history.last());
         let step = if m.state.phase == Phase::Idle || m.state.gated {
             0

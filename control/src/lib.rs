@@ -17,6 +17,8 @@ pub mod cli_table;
 pub mod controller;
 pub mod demo;
 pub mod exposition;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod measure;
 pub mod metrics;

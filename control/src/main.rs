@@ -460,16 +460,7 @@ async fn history(named: &Named, json: bool) -> anyhow::Result<()> {
     let body = fetch(&named.target, "/status").await?;
     let status = parse_status(&body)?;
     let Some(rollout) = status.rollout(&named.name) else {
-        let known: Vec<&str> = status.rollouts.iter().map(|r| r.name.as_str()).collect();
-        return Err(anyhow!(
-            "unknown rollout \"{}\" (known: {})",
-            named.name,
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        ));
+        return Err(anyhow!("{}", status.unknown(&named.name)));
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&rollout.history)?);
@@ -589,17 +580,7 @@ async fn wait(named: &Named, timeout: Duration) -> anyhow::Result<ExitCode> {
                 }
                 let status = parse_status(&body)?;
                 let Some(rollout) = status.rollout(&named.name) else {
-                    let known: Vec<&str> =
-                        status.rollouts.iter().map(|r| r.name.as_str()).collect();
-                    eprintln!(
-                        "sluice-control: unknown rollout \"{}\" (known: {})",
-                        named.name,
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    );
+                    eprintln!("sluice-control: {}", status.unknown(&named.name));
                     return Ok(ExitCode::from(3));
                 };
                 // First contact: the decisions of the run under way (from its start).

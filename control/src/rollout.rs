@@ -535,11 +535,7 @@ fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Step {
         };
     }
     next.gated = false;
-    let first = rollout
-        .steps
-        .first()
-        .and_then(|s| s.weight())
-        .unwrap_or(FULL);
+    let first = first_weight(rollout);
     next.canary_weight = first;
     Step {
         action: Action::Started,
@@ -549,6 +545,15 @@ fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Step {
         ),
         write: Some(first),
     }
+}
+
+/// The weight of the first step (a rollout's first step is never a pause).
+fn first_weight(rollout: &Rollout) -> Weight {
+    rollout
+        .steps
+        .first()
+        .and_then(|s| s.weight())
+        .unwrap_or(FULL)
 }
 
 /// What a gated start waits for, for messages.
@@ -569,11 +574,7 @@ fn gate_names(rollout: &Rollout) -> String {
 fn open_gate(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Step {
     next.gated = false;
     next.step = 0;
-    let first = rollout
-        .steps
-        .first()
-        .and_then(|s| s.weight())
-        .unwrap_or(FULL);
+    let first = first_weight(rollout);
     next.canary_weight = first;
     let message = if rollout.strategy == Strategy::BlueGreen {
         format!(

@@ -2,7 +2,7 @@
 //! prints, `wait` follows and the demo draws.
 
 use serde::{Deserialize, Serialize};
-use sluice_config::{Analysis, FailureCounting, Rollout, Step, Strategy, Weight};
+use sluice_config::{known_list, Analysis, FailureCounting, Rollout, Step, Strategy, Weight};
 
 use crate::rollout::{CheckRecord, DecisionRecord, Phase, RolloutState};
 
@@ -142,5 +142,13 @@ impl Status {
     /// The rollout named `name`.
     pub fn rollout(&self, name: &str) -> Option<&RolloutStatus> {
         self.rollouts.iter().find(|r| r.name == name)
+    }
+
+    /// What to say when no rollout is named `name`: `unknown rollout "x" (known: a, b)`.
+    pub fn unknown(&self, name: &str) -> String {
+        format!(
+            "unknown rollout \"{name}\" (known: {})",
+            known_list(self.rollouts.iter().map(|r| r.name.as_str()))
+        )
     }
 }

@@ -52,10 +52,16 @@ fn tokens(dir: &Path, release: &str) {
     .expect("write tokens");
 }
 
-/// `POST /rollouts/myapp/ACTION` with an optional bearer token: (status, body).
-async fn post(control: &Control, action: &str, token: Option<&str>) -> (u16, String) {
-    let mut request =
-        http::Request::post(format!("http://{}/rollouts/myapp/{action}", control.admin));
+/// `METHOD path` on the control with an optional bearer token: (status, body).
+async fn call(
+    control: &Control,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", control.admin));
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
@@ -67,17 +73,15 @@ async fn post(control: &Control, action: &str, token: Option<&str>) -> (u16, Str
     (reply.status.as_u16(), reply.text())
 }
 
+/// `POST /rollouts/myapp/ACTION`.
+async fn post(control: &Control, action: &str, token: Option<&str>) -> (u16, String) {
+    let path = format!("/rollouts/myapp/{action}");
+    call(control, http::Method::POST, &path, token).await
+}
+
+/// `GET path`.
 async fn get(control: &Control, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut request = http::Request::get(format!("http://{}{path}", control.admin));
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let reply = client::send(
-        &client::http1(),
-        request.body(Default::default()).expect("request"),
-    )
-    .await;
-    (reply.status.as_u16(), reply.text())
+    call(control, http::Method::GET, path, token).await
 }
 
 /// Runs the CLI in `dir`: (exit code, stdout, stderr).

@@ -21,6 +21,14 @@ fn config(endpoint: &str, route_extra: &str) -> String {
     )
 }
 
+/// What a client gets through a proxy to an upstream that answers `response` (raw bytes) to
+/// `request` (raw bytes).
+async fn through_proxy_to(response: &'static [u8], request: &[u8]) -> String {
+    let upstream = RawUpstream::spawn(response).await;
+    let proxy = Proxy::start(&config(&upstream.endpoint(), ""));
+    exchange(proxy.http, request, WAIT).await
+}
+
 fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or_default()
 }
@@ -268,15 +276,9 @@ async fn only_upgrades_the_route_allows_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_with_differing_lengths_is_a_502() {
-    let upstream = RawUpstream::spawn(
+    let answer = through_proxy_to(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nhello",
-    )
-    .await;
-    let proxy = Proxy::start(&config(&upstream.endpoint(), ""));
-    let answer = exchange(
-        proxy.http,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        WAIT,
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
@@ -288,12 +290,11 @@ async fn an_upstream_with_differing_lengths_is_a_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_upstream_chunk_cuts_the_response_visibly() {
-    let upstream = RawUpstream::spawn(
+    let answer = through_proxy_to(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nmore\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .await;
-    let proxy = Proxy::start(&config(&upstream.endpoint(), ""));
-    let answer = exchange(proxy.http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", WAIT).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
         head_of(&answer).contains("transfer-encoding: chunked"),

@@ -2,41 +2,11 @@
 
 use std::time::Duration;
 
-use sluice_config::{Analysis, FailureCounting, MetricsSource, Rollout, Weight};
+use sluice_config::{FailureCounting, Weight};
 
 use super::*;
 use crate::analysis::{Check, Verdict};
-
-fn rollout(counting: FailureCounting) -> Rollout {
-    Rollout {
-        name: "myapp".into(),
-        route: "default".into(),
-        stable: "stable".into(),
-        canary: "canary".into(),
-        steps: [5, 10, 25, 50, 75, 100]
-            .iter()
-            .map(|p| StepKind::Weight(Weight::from_hundredths(p * 100)))
-            .collect(),
-        strategy: Strategy::Canary,
-        bake: 0,
-        webhooks: Vec::new(),
-        prometheus: None,
-        interval: Duration::from_secs(30),
-        analysis: Analysis {
-            min_requests: 100,
-            max_error_rate: 0.01,
-            max_p95: Some(Duration::from_millis(500)),
-            max_p95_vs_stable: None,
-            max_error_rate_over_stable: None,
-            failure_limit: 2,
-            failure_counting: counting,
-            checks: Vec::new(),
-        },
-        metrics: MetricsSource::Prometheus {
-            url: "http://127.0.0.1:9090".into(),
-        },
-    }
-}
+use crate::fixtures::rollout;
 
 fn check(verdict: Verdict) -> Check {
     Check {

@@ -280,14 +280,9 @@ pub fn convert(inputs: &[Input], options: &Options) -> Result<Conversion, Conver
     }
     for (name, endpoints) in &options.upstreams {
         if !upstreams.set_endpoints(name, endpoints.clone()) {
-            let known = upstreams.names();
             report.error(ConvertError::UnknownUpstream {
                 name: name.clone(),
-                known: if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
+                known: sluice_config::known_list(upstreams.names().iter().map(String::as_str)),
             });
         }
     }
