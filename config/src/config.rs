@@ -14,6 +14,7 @@ use crate::raw::RawConfig;
 use crate::rollout::{compile_rollouts, Rollout};
 use crate::route::{compile_routes, RouteTable};
 use crate::source_map::SourceMap;
+use crate::store::{compile_store, Etcd};
 use crate::upstream::{compile_upstreams, Upstream};
 
 /// The proxy's admin address when none is configured.
@@ -42,6 +43,9 @@ pub struct Config {
     pub control: Control,
     /// Rollouts for `sluice-control`.
     pub rollouts: Vec<Rollout>,
+    /// Where the shared state lives: `None` (no `store`) for files (`weights_file`,
+    /// `control.state`), `Some` for fleet mode in etcd (`store.etcd`).
+    pub store: Option<Etcd>,
 }
 
 /// Settings of `sluice-control`.
@@ -161,7 +165,10 @@ fn compile(check: &mut Checker<'_>, raw: &RawConfig, path: &Path) -> Option<Conf
     });
     let control = compile_control(check, raw);
     let rollouts = compile_rollouts(check, &raw.rollouts, &routes, &declared_routes, &admin);
-    if !rollouts.is_empty() && weights_file.is_none() && raw.weights_file.is_none() {
+    let store = compile_store(check, &raw.store);
+    // In fleet mode the weights go to etcd and `weights_file` is only the proxies' cache.
+    let fleet = matches!(store, Some(Some(_)));
+    if !rollouts.is_empty() && !fleet && weights_file.is_none() && raw.weights_file.is_none() {
         check.report(
             root,
             Invalid::Missing("weights_file (rollouts move traffic by writing it)"),
@@ -179,6 +186,7 @@ fn compile(check: &mut Checker<'_>, raw: &RawConfig, path: &Path) -> Option<Conf
         weights_file,
         control: control?,
         rollouts,
+        store: store?,
     })
 }
 

@@ -25,6 +25,7 @@ mod rollout;
 mod route;
 mod source_map;
 mod split;
+mod store;
 mod tokens;
 mod upstream;
 mod weights;
@@ -49,6 +50,7 @@ pub use rollout::{
 };
 pub use route::{Respond, Route, RouteTable, Sticky, DEFAULT_ROUTE_TIMEOUT, DEFAULT_UPGRADES};
 pub use split::{Backend, Split, Weight, MAX_WEIGHT, WEIGHT_SCALE};
+pub use store::{Etcd, DEFAULT_ETCD_LEASE_TTL, MAX_ETCD_LEASE_TTL, MIN_ETCD_LEASE_TTL};
 pub use tokens::{Caller, Credential, Role, Secret, Tokens, MIN_TOKEN_LENGTH};
 pub use upstream::{
     ClientTls, HealthCheck, OutlierDetection, Upstream, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,

@@ -58,6 +58,10 @@ pub const LABEL_LISTENER: &str = "listener";
 /// Label key of the endpoint address.
 pub const LABEL_ENDPOINT: &str = "endpoint";
 
+/// `sluice_store_connected`: 1 while the proxy's watch on the etcd weights key (fleet mode)
+/// is established, 0 while it reconnects; absent in file mode.
+pub const STORE_CONNECTED: &str = "sluice_store_connected";
+
 /// Upper bounds (seconds) of [`REQUEST_DURATION`]'s buckets: 1, 1.5, 2, 3, 4, 5 and 7.5 times
 /// each power of ten from 1 ms to 7.5 s, then 10 s, and 30 s and 60 s for the tail. 31 bounds,
 /// so 34 series per route and backend (31 buckets, `+Inf`, `_sum`, `_count`).

@@ -38,6 +38,7 @@ pub struct RawConfig {
     pub weights_file: Option<String>,
     pub control: Option<RawControl>,
     pub rollouts: Option<Vec<RawRollout>>,
+    pub store: Option<RawStore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +157,21 @@ pub struct RawControl {
     pub state: Option<String>,
     pub auth: Option<RawAuth>,
     pub tls: Option<RawServerTls>,
+}
+
+/// `store`: where the shared state lives (absent: files).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStore {
+    pub etcd: Option<RawEtcd>,
+}
+
+/// `store.etcd`: fleet mode.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEtcd {
+    pub endpoints: Option<Vec<String>>,
+    pub prefix: Option<String>,
+    pub lease_ttl: Option<Scalar>,
+    pub tls: Option<RawClientTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,6 +347,9 @@ const KNOWN_KEYS: &[&str] = &[
     "http2_max_concurrent_streams",
     "max_pending_requests",
     "upgrades",
+    "store",
+    "etcd",
+    "lease_ttl",
 ];
 
 /// `" (did you mean \"weight\"?)"` for a near miss, empty otherwise.

@@ -240,7 +240,9 @@ fn compile_upstream(
     })
 }
 
-fn compile_client_tls(
+/// An upstream's (or etcd's, `store.etcd.tls`) client TLS: `ca` required, `cert` and `key`
+/// together or not at all, every file readable.
+pub(crate) fn compile_client_tls(
     check: &mut Checker<'_>,
     raw: &RawClientTls,
     path: &FieldPath,

@@ -22,8 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use crate::admin_client::exchange;
 use crate::auth::{Access, Denied, Identity};
 use crate::controller::{Command, CommandError, Request as ControlRequest};
+use crate::leader::Candidate;
 use crate::metrics::ControlMetrics;
 use crate::status::Status;
 
@@ -43,7 +45,24 @@ pub struct Admin {
     pub access: Arc<Access>,
     /// TLS termination (with client certificates when the config names a `client_ca`).
     pub tls: Option<TlsAcceptor>,
+    /// In fleet mode: where commands go when this control is a standby.
+    pub forward: Option<Forward>,
 }
+
+/// A standby's way to the leader.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// This control's id.
+    pub me: String,
+    /// Who leads.
+    pub leader: watch::Receiver<Option<Candidate>>,
+    /// TLS towards the leader's admin endpoint (when the admin endpoints use TLS): trusts
+    /// `control.tls.client_ca` and presents this control's certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// How long a forwarded command may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Admin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,6 +192,28 @@ impl Admin {
                 response
             }
             Route::Command(name, command) => {
+                if let Some(forward) = &self.forward {
+                    let leader = forward.leader.borrow().clone();
+                    match leader {
+                        Some(leader) if leader.id == forward.me => {}
+                        Some(leader) => {
+                            return forward_to(
+                                &leader,
+                                forward,
+                                &path,
+                                &query,
+                                authorization_of(&req),
+                            )
+                            .await
+                        }
+                        None => {
+                            return json_response(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                &json!({"error": "no control leads right now (an election is under way, or etcd is unreachable); send the command again shortly"}),
+                            )
+                        }
+                    }
+                }
                 let version = version_of(&query);
                 self.command(name, command, version, identity).await
             }
@@ -229,6 +270,7 @@ impl Admin {
                     CommandError::Unknown { .. } => StatusCode::NOT_FOUND,
                     CommandError::Refused(_) | CommandError::Edited(_) => StatusCode::CONFLICT,
                     CommandError::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    CommandError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 json_response(status, &json!({"error": e.to_string()}))
             }
@@ -238,6 +280,78 @@ impl Admin {
             ),
         }
     }
+}
+
+fn authorization_of(req: &Request<Incoming>) -> Option<HeaderValue> {
+    req.headers().get(header::AUTHORIZATION).cloned()
+}
+
+/// Sends a command this standby accepted to the leader, with the caller's credentials, and
+/// answers with the leader's answer. The leader checks the caller again and records it.
+async fn forward_to(
+    leader: &Candidate,
+    forward: &Forward,
+    path: &str,
+    query: &str,
+    authorization: Option<HeaderValue>,
+) -> Response<Full<Bytes>> {
+    let unavailable = |why: String| {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": format!("this control is a standby and cannot reach the leader {} at {}: {why}", leader.id, leader.admin)}),
+        )
+    };
+    let target = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut request = match Request::post(target)
+        .header(header::HOST, &leader.admin)
+        .body(Full::new(Bytes::new()))
+    {
+        Ok(request) => request,
+        Err(e) => return unavailable(e.to_string()),
+    };
+    if let Some(value) = authorization {
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    let tls = match &forward.tls {
+        None => None,
+        Some(config) => match server_name(&leader.admin) {
+            Some(name) => Some((config.clone(), name)),
+            None => return unavailable("its address has no valid TLS name".into()),
+        },
+    };
+    debug!(leader = %leader.id, address = %leader.admin, "forwarding a command to the leader");
+    match tokio::time::timeout(
+        FORWARD_TIMEOUT,
+        exchange(&leader.admin, tls.as_ref(), request),
+    )
+    .await
+    {
+        Ok(Ok((status, body))) => {
+            let mut response = Response::new(Full::new(body));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Ok(Err(e)) => unavailable(e.to_string()),
+        Err(_) => unavailable(format!("no answer within {FORWARD_TIMEOUT:?}")),
+    }
+}
+
+/// The TLS name of `address` (`host:port`).
+fn server_name(address: &str) -> Option<rustls::pki_types::ServerName<'static>> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_string()).ok()
 }
 
 /// What a request asks for.

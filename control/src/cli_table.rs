@@ -95,6 +95,18 @@ pub fn render(status: &Status, now: u64) -> String {
             let _ = writeln!(out, "{name}: next check in {next:.0}s");
         }
     }
+    if let Some(fleet) = &status.fleet {
+        let leader = match &fleet.leader {
+            Some(l) if l.id == fleet.id => "itself".to_string(),
+            Some(l) => format!("{} at {}", l.id, l.admin),
+            None => "none right now".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "\nfleet: this control ({}) is {}; leader: {leader}",
+            fleet.id, fleet.role
+        );
+    }
     out
 }
 
@@ -186,6 +198,7 @@ mod tests {
         };
         let status = Status {
             rollouts: vec![RolloutStatus::new(&rollout, &state, Some(18.2), false)],
+            ..Status::default()
         };
         let table = render(&status, 1000);
         let lines: Vec<&str> = table.lines().collect();

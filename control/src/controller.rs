@@ -28,6 +28,7 @@ use crate::source::{MetricSource, PromQl, PrometheusSource, ScrapeSource};
 use crate::status::{RolloutStatus, Status};
 use crate::store::{FileStore, Store, StoreError, WriteError};
 use crate::webhook::{deliver, Payload};
+use crate::weights_file::Entry;
 
 /// How often the config file and the weights are looked at between checks.
 const POLL: Duration = Duration::from_secs(1);
@@ -104,6 +105,11 @@ pub enum CommandError {
     /// The weights could not be written; nothing changed.
     #[error("cannot write the weights, nothing changed: {0}")]
     Write(String),
+    /// This control is a standby (or just lost the leadership): send it to the leader.
+    #[error(
+        "this control is not the leader (any more); send the command again, it goes to the leader"
+    )]
+    NotLeader,
     /// A decision of the schedule found the weights edited by someone else; nothing written.
     #[error("weights edited by hand: {0}")]
     Edited(String),
@@ -231,10 +237,25 @@ impl Controller {
         store: Arc<dyn Store>,
         factory: SourceFactory,
     ) -> Result<(Self, watch::Receiver<Status>), ControlError> {
+        let status = watch::Sender::new(Status::default());
+        let receiver = status.subscribe();
+        let metrics = Arc::new(ControlMetrics::new());
+        let controller = Self::with_parts(config_path, store, factory, metrics, status).await?;
+        Ok((controller, receiver))
+    }
+
+    /// Like [`with_store`](Self::with_store), recording into `metrics` and publishing into
+    /// `status`, which outlive it (a fleet's leader runs one controller per term).
+    pub async fn with_parts(
+        config_path: &Path,
+        store: Arc<dyn Store>,
+        factory: SourceFactory,
+        metrics: Arc<ControlMetrics>,
+        status: watch::Sender<Status>,
+    ) -> Result<Self, ControlError> {
         let config_bytes = std::fs::read(config_path).ok();
         let config = Arc::new(Config::load(config_path)?);
         let mut states = store.load_states().await?;
-        let metrics = Arc::new(ControlMetrics::new());
         let measured = mpsc::unbounded_channel();
         let mut managed = Vec::new();
         let mut pending_starts = Vec::new();
@@ -254,7 +275,6 @@ impl Controller {
         for name in states.keys() {
             warn!(rollout = %name, "state kept for a rollout that is not in the config");
         }
-        let (status, receiver) = watch::channel(Status::default());
         let controller = Self {
             config_path: config_path.to_path_buf(),
             config,
@@ -270,7 +290,7 @@ impl Controller {
             dormant: states,
         };
         controller.publish();
-        Ok((controller, receiver))
+        Ok(controller)
     }
 
     /// The metrics, for the admin endpoint.
@@ -281,7 +301,7 @@ impl Controller {
     /// Runs until `shutdown` completes, serving `requests` meanwhile.
     pub async fn run(
         mut self,
-        mut requests: mpsc::Receiver<Request>,
+        requests: &mut mpsc::Receiver<Request>,
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -726,6 +746,11 @@ impl Controller {
         if entry.says(written) {
             return false;
         }
+        if let Entry::Unreadable(e) = &entry {
+            // Not an edit: the store could not be asked (etcd away). Look again next time.
+            debug!(rollout = %m.rollout.name, error = %e, "weights not readable; hand-edit check skipped");
+            return false;
+        }
         let r = &m.rollout;
         let what = entry.describe(&r.route, &r.stable, &r.canary);
         self.apply(index, Event::HandEdited(what)).await.is_ok()
@@ -849,7 +874,7 @@ impl Controller {
                 RolloutStatus::new(&m.rollout, &m.state, next, m.in_flight.is_some())
             })
             .collect();
-        self.status.send_replace(Status { rollouts });
+        self.status.send_modify(|status| status.rollouts = rollouts);
     }
 }
 

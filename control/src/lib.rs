@@ -16,10 +16,13 @@ pub mod auth;
 pub mod cli_table;
 pub mod controller;
 pub mod demo;
+pub mod etcd_store;
 pub mod exposition;
 #[cfg(test)]
 mod fixtures;
+pub mod fleet;
 pub mod http;
+pub mod leader;
 pub mod measure;
 pub mod metrics;
 pub mod quantile;

@@ -8,13 +8,17 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_config::{parse_duration, Config};
-use sluice_control::admin::Admin;
+use sluice_control::admin::{Admin, Forward};
 use sluice_control::admin_client::{AdminClient, AdminError};
 use sluice_control::auth::Access;
 use sluice_control::controller::{default_source, Controller};
 use sluice_control::demo::{self, DemoOptions, Flavor};
+use sluice_control::fleet::{candidate_id, Fleet, CALL_TIMEOUT};
+use sluice_control::leader::Candidate;
+use sluice_control::metrics::ControlMetrics;
 use sluice_control::rollout::{Action, Phase};
 use sluice_control::status::Status;
+use sluice_control::store::FileStore;
 use tokio_rustls::TlsAcceptor;
 use tracing::error;
 
@@ -43,6 +47,10 @@ enum Cmd {
         /// who reaches it can promote or abort rollouts); logged as a warning.
         #[arg(long)]
         insecure_admin: bool,
+        /// Fleet mode: the admin address the other controls reach this one at, to forward
+        /// commands when it leads (default: the admin address, unless it is 0.0.0.0 or ::).
+        #[arg(long, value_name = "HOST:PORT", env = "SLUICE_ADVERTISE", value_parser = address)]
+        advertise: Option<String>,
     },
     /// Show every rollout: phase, step, weight, last check with its numbers.
     Status {
@@ -197,9 +205,10 @@ fn main() -> ExitCode {
                 log_format,
                 log_level,
                 insecure_admin,
+                advertise,
             } => {
                 init_logging(log_format, &log_level);
-                run(&target, insecure_admin).await
+                run(&target, insecure_admin, advertise).await
             }
             Cmd::History { named, json } => history(&named, json).await,
             Cmd::Status {
@@ -264,7 +273,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(target: &Target, insecure_admin: bool) -> anyhow::Result<()> {
+async fn run(
+    target: &Target,
+    insecure_admin: bool,
+    advertise: Option<String>,
+) -> anyhow::Result<()> {
     let config = Config::load(&target.config)?;
     // `--admin` overrides `control.admin` (e.g. to run a second instance beside the first).
     let address = admin_address(target)?;
@@ -272,10 +285,10 @@ async fn run(target: &Target, insecure_admin: bool) -> anyhow::Result<()> {
     let bind = address
         .bind_addr()
         .ok_or_else(|| anyhow!("control.admin {address} is not an IP address"))?;
-    let tls = config.control.tls.as_ref();
+    let server_tls = config.control.tls.as_ref();
     let access = Arc::new(Access::new(
         config.control.tokens_file.as_deref(),
-        tls.is_some_and(|t| t.client_ca.is_some()),
+        server_tls.is_some_and(|t| t.client_ca.is_some()),
     )?);
     if access.is_open() && !bind.ip().is_loopback() {
         if !insecure_admin {
@@ -285,34 +298,108 @@ async fn run(target: &Target, insecure_admin: bool) -> anyhow::Result<()> {
         }
         tracing::warn!(address = %bind, "--insecure-admin: the admin API on a non-loopback address takes commands from anyone who can reach it");
     }
-    let tls = tls
+    let tls = server_tls
         .map(|t| sluice_proxy::tls::server_config(t, sluice_config::ListenerProtocol::Http1))
         .transpose()
         .context("control.tls")?
         .map(TlsAcceptor::from);
-    let (controller, status) = Controller::new(&target.config, Box::new(default_source)).await?;
     let socket = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("control.admin: cannot listen on {bind}"))?;
+    let local = socket.local_addr()?;
     tracing::info!(
-        address = %socket.local_addr()?,
+        address = %local,
         tls = tls.is_some(),
         authentication = !access.is_open(),
         "control admin listening"
     );
     let _tokens = access.watch();
     let (commands, requests) = tokio::sync::mpsc::channel(16);
-    let admin = Admin {
-        status,
-        metrics: controller.metrics(),
+    let metrics = Arc::new(ControlMetrics::new());
+    let status = tokio::sync::watch::Sender::new(Status::default());
+    let mut admin = Admin {
+        status: status.subscribe(),
+        metrics: metrics.clone(),
         commands,
         access,
         tls,
+        forward: None,
     };
-    tokio::spawn(admin.serve(socket));
-    controller.run(requests, shutdown_signal()).await;
+    match &config.store {
+        None => {
+            let store = Arc::new(FileStore::for_config(&config, &target.config));
+            let controller = Controller::with_parts(
+                &target.config,
+                store,
+                Box::new(default_source),
+                metrics.clone(),
+                status,
+            )
+            .await?;
+            metrics.leader(true);
+            tokio::spawn(admin.serve(socket));
+            let mut requests = requests;
+            controller.run(&mut requests, shutdown_signal()).await;
+        }
+        Some(etcd) => {
+            let advertise = match advertise {
+                Some(advertise) => advertise,
+                None if local.ip().is_unspecified() => {
+                    return Err(anyhow!(
+                        "control.admin {local} is a wildcard address, which the other controls cannot reach: pass --advertise HOST:PORT (or SLUICE_ADVERTISE), e.g. the pod IP and the admin port"
+                    ))
+                }
+                None => local.to_string(),
+            };
+            let client = sluice_proxy::reload::etcd::client(etcd, CALL_TIMEOUT)?;
+            let me = Candidate {
+                id: candidate_id(),
+                admin: advertise,
+            };
+            tracing::info!(id = %me.id, advertise = %me.admin, endpoints = ?client.endpoints(), prefix = %etcd.prefix, "fleet mode: standing for election");
+            let fleet = Fleet::new(
+                target.config.clone(),
+                etcd.clone(),
+                client,
+                me,
+                metrics,
+                status,
+            );
+            admin.forward = Some(Forward {
+                me: fleet.id().to_string(),
+                leader: fleet.leader(),
+                tls: forward_tls(server_tls)?,
+            });
+            tokio::spawn(admin.serve(socket));
+            fleet.run(requests, shutdown_signal()).await;
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// TLS for forwarding commands to the leader: its certificate is checked against
+/// `control.tls.client_ca` and this control presents its own (the controls of a fleet share
+/// one CA). `None` without `control.tls`.
+fn forward_tls(
+    tls: Option<&sluice_config::ServerTls>,
+) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    let Some(tls) = tls else { return Ok(None) };
+    let Some(ca) = &tls.client_ca else {
+        return Err(anyhow!(
+            "fleet mode with control.tls needs control.tls.client_ca: standbys forward commands to the leader over TLS, trusting that CA and presenting their own certificate"
+        ));
+    };
+    let settings = sluice_config::ClientTls {
+        ca: ca.clone(),
+        server_name: None,
+        cert: Some(tls.cert.clone()),
+        key: Some(tls.key.clone()),
+    };
+    let (config, _) =
+        sluice_proxy::tls::client_config(&settings, sluice_config::UpstreamProtocol::Http1)
+            .context("control.tls (as the client that forwards commands to the leader)")?;
+    Ok(Some(config))
 }
 
 async fn shutdown_signal() {

@@ -19,6 +19,10 @@ pub const ROLLOUT_ERROR_RATE: &str = "sluice_rollout_canary_error_rate";
 /// `sluice_rollout_canary_p95_seconds{rollout}`: of the last check.
 pub const ROLLOUT_P95: &str = "sluice_rollout_canary_p95_seconds";
 
+/// `sluice_control_leader`: 1 on the control that leads (always, without a fleet), 0 on a
+/// standby.
+pub const CONTROL_LEADER: &str = "sluice_control_leader";
+
 /// `sluice_control_auth_failures_total{reason}`: admin requests refused by authentication
 /// or authorization (`missing_token`, `wrong_token`, `unknown_certificate`, `forbidden`).
 pub const AUTH_FAILURES: &str = "sluice_control_auth_failures_total";
@@ -58,6 +62,10 @@ impl ControlMetrics {
             (
                 ROLLOUT_P95,
                 "Canary p95 latency measured by the last check, seconds.",
+            ),
+            (
+                CONTROL_LEADER,
+                "1 on the control that leads (measures, decides, writes); 0 on a standby.",
             ),
         ];
         for (name, help) in describe {
@@ -105,6 +113,12 @@ impl ControlMetrics {
             )
             .set(value);
         }
+    }
+
+    /// Sets [`CONTROL_LEADER`].
+    pub fn leader(&self, leading: bool) {
+        self.gauge(CONTROL_LEADER, &[])
+            .set(if leading { 1.0 } else { 0.0 });
     }
 
     /// Counts a check and records its numbers.

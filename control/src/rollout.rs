@@ -413,7 +413,9 @@ pub fn decide(
                 return Err(refuse("a hand edit only pauses a progressing rollout"));
             }
             next.phase = Phase::Paused;
-            let reason = format!("weights file edited by hand ({what}); the hand-written weights stay until `resume`");
+            let reason = format!(
+                "weights edited by hand ({what}); the hand-written weights stay until `resume`"
+            );
             next.paused_reason = Some(reason.clone());
             Step {
                 action: Action::Paused,

@@ -11,6 +11,20 @@ use crate::rollout::{CheckRecord, DecisionRecord, Phase, RolloutState};
 pub struct Status {
     /// The rollouts.
     pub rollouts: Vec<RolloutStatus>,
+    /// In fleet mode: this control's part in the election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// One control of a fleet, as its `/status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// `leader` or `standby`.
+    pub role: String,
+    /// This control's id.
+    pub id: String,
+    /// The leader's id and admin address, when one is known.
+    pub leader: Option<crate::leader::Candidate>,
 }
 
 /// One rollout in [`Status`].

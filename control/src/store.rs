@@ -61,6 +61,12 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The remote store (etcd) could not be read or written.
+    #[error("etcd: {0}")]
+    Remote(String),
+    /// A write was refused: another control holds the leadership now.
+    #[error("this control is no longer the leader; nothing written")]
+    NotLeader,
     /// The state could not be encoded; nothing was written.
     #[error("cannot encode the rollout state: {0}")]
     Encode(String),

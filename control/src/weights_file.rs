@@ -14,12 +14,14 @@ pub struct WeightsFile {
 /// What the file says for one route.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
-    /// The file does not exist.
+    /// The file (or etcd key) does not exist.
     NoFile,
     /// The file exists but is not valid (the proxies keep their last good weights).
     Invalid(String),
     /// The file has no entry for the route.
     Missing,
+    /// The store could not be read (etcd unreachable): nothing is known, nothing changed.
+    Unreadable(String),
     /// `(stable, canary)` as written (`None` for a backend the entry does not name).
     Weights(Option<Weight>, Option<Weight>),
 }
@@ -38,7 +40,8 @@ impl Entry {
                 format!("it says {stable}={} {canary}={}", weight(s), weight(c))
             }
             Self::Missing => format!("its entry for route {route} was removed"),
-            Self::NoFile => "the file was deleted".into(),
+            Self::NoFile => "the weights were deleted".into(),
+            Self::Unreadable(e) => format!("it could not be read: {e}"),
             Self::Invalid(e) => {
                 format!("it is invalid: {}", e.lines().next().unwrap_or_default())
             }
@@ -82,19 +85,7 @@ impl WeightsFile {
         }
         match Weights::load(&self.path, routes) {
             Err(e) => Entry::Invalid(e.to_string()),
-            Ok(weights) => match weights.entry(route) {
-                None => Entry::Missing,
-                Some(entry) => {
-                    let find = |name: &str| {
-                        entry
-                            .backends
-                            .iter()
-                            .find(|(b, _, _)| b == name)
-                            .map(|(_, _, w)| *w)
-                    };
-                    Entry::Weights(find(stable), find(canary))
-                }
-            },
+            Ok(weights) => entry_of(&weights, route, stable, canary),
         }
     }
 
@@ -111,30 +102,63 @@ impl WeightsFile {
         } else {
             Weights::none()
         };
-        let mut entries: Vec<(&str, Vec<(&str, Weight)>)> = current
-            .entries()
-            .iter()
-            .filter(|e| e.route != route)
-            .map(|e| {
-                (
-                    e.route.as_str(),
-                    e.backends
-                        .iter()
-                        .map(|(b, _, w)| (b.as_str(), *w))
-                        .collect(),
-                )
-            })
-            .collect();
-        entries.push((route, vec![(stable_name, stable), (canary_name, canary)]));
-        let text = Weights::render(
-            &entries,
-            "Written by sluice-control. Edit by hand to take over: the rollout pauses and your\nweights stay until `sluice-control resume`.",
+        let text = with_entry(
+            &current,
+            route,
+            (stable_name, stable),
+            (canary_name, canary),
         );
         write_atomic(&self.path, text.as_bytes()).map_err(|source| WriteError::Io {
             path: self.path.display().to_string(),
             source,
         })
     }
+}
+
+/// What `weights` says for `route`'s `stable` and `canary` backends.
+pub fn entry_of(weights: &Weights, route: &str, stable: &str, canary: &str) -> Entry {
+    match weights.entry(route) {
+        None => Entry::Missing,
+        Some(entry) => {
+            let find = |name: &str| {
+                entry
+                    .backends
+                    .iter()
+                    .find(|(b, _, _)| b == name)
+                    .map(|(_, _, w)| *w)
+            };
+            Entry::Weights(find(stable), find(canary))
+        }
+    }
+}
+
+/// The weights document `current` with `route`'s entry set to `stable`/`canary`, every other
+/// route's entry kept: what the control writes.
+pub fn with_entry(
+    current: &Weights,
+    route: &str,
+    (stable_name, stable): (&str, Weight),
+    (canary_name, canary): (&str, Weight),
+) -> String {
+    let mut entries: Vec<(&str, Vec<(&str, Weight)>)> = current
+        .entries()
+        .iter()
+        .filter(|e| e.route != route)
+        .map(|e| {
+            (
+                e.route.as_str(),
+                e.backends
+                    .iter()
+                    .map(|(b, _, w)| (b.as_str(), *w))
+                    .collect(),
+            )
+        })
+        .collect();
+    entries.push((route, vec![(stable_name, stable), (canary_name, canary)]));
+    Weights::render(
+        &entries,
+        "Written by sluice-control. Edit by hand to take over: the rollout pauses and your\nweights stay until `sluice-control resume`.",
+    )
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::metrics::Metrics;
-use crate::reload::Reloader;
+use crate::reload::{Reloader, StoreStatus};
 use crate::routing::Routing;
 use crate::snapshot::Snapshot;
 
@@ -34,6 +34,8 @@ pub struct Admin {
     pub ready: AtomicBool,
     /// The addresses the listeners are bound to, by name.
     pub bound: Vec<(String, std::net::SocketAddr)>,
+    /// Fleet mode: the state of the etcd the weights come from (`None`: files).
+    pub store: Option<Arc<StoreStatus>>,
 }
 
 impl Admin {
@@ -110,6 +112,7 @@ impl Admin {
                 let backends = e.backends.iter().map(|(b, _, w)| (b.clone(), json!(w))).collect();
                 (e.route.clone(), Value::Object(backends))
             }).collect::<serde_json::Map<_, _>>(),
+            "store": self.store_json(),
             "last_reload": self.reloader.last_report(),
             "ready": self.ready.load(Ordering::Relaxed),
             "listeners": self.bound.iter().map(|(name, addr)| json!({"name": name, "address": addr.to_string()})).collect::<Vec<_>>(),
@@ -135,6 +138,21 @@ impl Admin {
             })).collect::<Vec<_>>(),
             "rollouts": config.rollouts,
         })
+    }
+
+    /// Where the weights come from: `{"kind": "file"}`, or etcd with the watch state and the
+    /// `mod_revision` of the document in force (0: none from etcd yet).
+    fn store_json(&self) -> Value {
+        match &self.store {
+            None => json!({"kind": "file"}),
+            Some(store) => json!({
+                "kind": "etcd",
+                "connected": store.connected(),
+                "revision": store.revision(),
+                "key": store.key(),
+                "endpoints": store.endpoints(),
+            }),
+        }
     }
 }
 

@@ -253,7 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         body_idle_timeout: cli.body_idle_timeout,
     };
     runtime.block_on(async move {
-        let server = Server::bind(options)?;
+        let server = Server::bind(options).await?;
         server.run(shutdown_signal()).await;
         Ok(())
     })

@@ -14,7 +14,8 @@ pub use sluice_config::metric_names::{
     ACTIVE_CONNECTIONS, BACKEND_FAILOVERS, CONFIG_GENERATION, CONFIG_RELOADS, CONNECTIONS_REJECTED,
     DURATION_BUCKETS, ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_KIND,
     LABEL_LISTENER, LABEL_RESULT, LABEL_ROUTE, REQUESTS_TOTAL, REQUEST_DURATION,
-    ROUTE_BACKEND_WEIGHT, TLS_CERTIFICATE_EXPIRY, UPSTREAM_ERRORS, UPSTREAM_OVERLOADED,
+    ROUTE_BACKEND_WEIGHT, STORE_CONNECTED, TLS_CERTIFICATE_EXPIRY, UPSTREAM_ERRORS,
+    UPSTREAM_OVERLOADED,
 };
 
 /// The recorder of one proxy instance plus its handle for rendering. Not installed globally:
@@ -203,6 +204,12 @@ impl Metrics {
         )
     }
 
+    /// `sluice_store_connected` (fleet mode).
+    pub fn store_connected(&self) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_name(STORE_CONNECTED), &metadata())
+    }
+
     /// Counts one reload attempt.
     pub fn reload(&self, ok: bool) {
         if ok {
@@ -367,6 +374,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             ENDPOINT_HEALTHY,
             "1 when the endpoint takes traffic, 0 while ejected by outlier detection.",
+        ),
+        (
+            STORE_CONNECTED,
+            "Fleet mode: 1 while the watch on the etcd weights key is established, 0 while it reconnects.",
         ),
     ];
     for (name, help) in gauges {

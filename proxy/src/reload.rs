@@ -1,7 +1,8 @@
 //! Hot reload: watches the directories of the config, weights and listener certificate files,
 //! debounces bursts of events, re-reads what changed, validates it off the request path, and
 //! publishes a new snapshot (or server certificate) only when it is valid. A bad file never
-//! takes effect.
+//! takes effect. In fleet mode the weights come from etcd instead ([`etcd`]), through the same
+//! check and the same publish step.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,7 +19,10 @@ use crate::snapshot::{EndpointRegistry, Snapshot, SnapshotError};
 use crate::tls::ListenerTls;
 use watcher::FileWatch;
 
+pub mod etcd;
 mod watcher;
+
+pub use etcd::{EtcdWeights, StoreError, StoreStatus};
 
 /// A burst of file events is one reload: wait until the directory has been quiet this long.
 const DEBOUNCE_QUIET: Duration = Duration::from_millis(30);
@@ -41,6 +45,10 @@ pub struct Reloader {
     /// The outcome of the last reload, published apart from `state` so the admin endpoint
     /// reads it on an async worker without waiting for a reload in progress.
     last: watch::Sender<Option<ReloadReport>>,
+    /// Fleet mode: the weights come from etcd, named by this origin (`etcd:KEY`) in errors.
+    /// The weights file is then etcd's cache, written by [`etcd`], neither read nor watched
+    /// here.
+    store: Option<PathBuf>,
 }
 
 /// What the reloader remembers between reloads.
@@ -52,10 +60,59 @@ struct ReloadState {
     /// The config on disk was refused; retry it on the next event (a fixed weights file may
     /// make it acceptable even though the config bytes did not change).
     config_pending: bool,
-    /// Bytes of the weights file as last read.
+    /// Bytes of the weights file as last read (file mode).
     weights_seen: Option<Vec<u8>>,
-    /// The text of the weights file in force (re-checked when the config changes).
+    /// The text of the weights document in force, the weights file's or, in fleet mode,
+    /// etcd's (re-checked when the config changes).
     weights_text: Option<String>,
+}
+
+/// The config file as read at start, before the weights are chosen (in fleet mode they come
+/// from the etcd the config names).
+#[derive(Debug)]
+pub struct StartConfig {
+    path: PathBuf,
+    bytes: Option<Vec<u8>>,
+    config: Config,
+}
+
+/// Where the weights at start come from.
+#[derive(Debug)]
+pub enum StartWeights {
+    /// File mode: the config's `weights_file` (missing: no overrides), watched from then on.
+    File,
+    /// Fleet mode: the weights come from etcd (named `origin` in errors), and the proxy starts
+    /// on `document` (`None`: the config's own weights).
+    Store {
+        /// `etcd:KEY`.
+        origin: PathBuf,
+        /// The document to start on, chosen and checked by the store.
+        document: Option<WeightsDocument>,
+        /// Why etcd's own document was not used, if it was invalid: counted and reported
+        /// like a refused reload.
+        refused: Option<ReloadError>,
+    },
+}
+
+/// A weights document checked against a config: its weights and its text.
+#[derive(Clone, Debug)]
+pub struct WeightsDocument {
+    /// The overrides, resolved against the config's routes.
+    pub weights: Weights,
+    /// The document as read.
+    pub text: String,
+}
+
+/// What became of a weights document offered by the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// A new generation with it is in force.
+    Published,
+    /// It was already in force, or there was nothing to do (a deletion while no document was
+    /// in force): nothing published.
+    InForce,
+    /// Refused: invalid, or a deletion; the weights in force stay.
+    Refused,
 }
 
 /// The outcome of the most recent reload attempt, shown in `/config`.
@@ -86,6 +143,12 @@ pub enum ReloadError {
     /// The weights file was deleted.
     #[error("{}: weights file deleted; keeping the weights in force (write `routes: {{}}` to drop all overrides)", .0.display())]
     WeightsDeleted(PathBuf),
+    /// Fleet mode: the weights in force, from etcd, do not fit the new config.
+    #[error("the weights in force (from etcd) do not fit the new config (put weights that fit in etcd, or fix the config first):\n{0}")]
+    StoreMismatch(ConfigError),
+    /// Fleet mode: the etcd key of the weights was deleted.
+    #[error("{}: key deleted; keeping the weights in force (put `routes: {{}}` to drop all overrides)", .0.display())]
+    KeyDeleted(PathBuf),
     /// A config file that cannot be turned into a snapshot (TLS files).
     #[error("{0}")]
     Snapshot(#[from] SnapshotError),
@@ -100,21 +163,66 @@ pub enum Trigger {
     Forced,
 }
 
+impl StartConfig {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ReloadError> {
+        let bytes = std::fs::read(path).ok();
+        let config = Config::load(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            config,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl WeightsDocument {
+    /// Checks `text`, read from `origin` (a file, or `etcd:KEY`), against `config`'s routes.
+    pub fn check(text: String, origin: &Path, config: &Config) -> Result<Self, ReloadError> {
+        let weights =
+            Weights::parse(&text, origin, &config.routes).map_err(ReloadError::Weights)?;
+        Ok(Self { weights, text })
+    }
+}
+
 impl Reloader {
-    /// Loads the config and weights at start. Errors here stop the process.
+    /// Starts on the config read at start and the weights `weights` says. Errors here stop the
+    /// process: an invalid config, or (file mode) an invalid weights file. In fleet mode the
+    /// store has already chosen a valid document or none.
     pub fn start(
-        config_path: &Path,
+        start: StartConfig,
+        weights: StartWeights,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, Arc<Routing>), ReloadError> {
-        let config_bytes = std::fs::read(config_path).ok();
-        let config = Arc::new(Config::load(config_path)?);
-        // Missing at start: no overrides yet (the control creates it).
-        let (weights, weights_text, weights_seen) = match &config.weights_file {
-            Some(path) => match read_weights(path, &config)? {
-                Some((weights, text, bytes)) => (weights, Some(text), Some(bytes)),
-                None => (Weights::none(), None, None),
+        let StartConfig {
+            path: config_path,
+            bytes: config_bytes,
+            config,
+        } = start;
+        let config = Arc::new(config);
+        let (store, document, weights_seen, refused) = match weights {
+            // Missing at start: no overrides yet (the control creates it).
+            StartWeights::File => match &config.weights_file {
+                Some(path) => match read_weights(path, &config)? {
+                    Some((document, bytes)) => (None, Some(document), Some(bytes), None),
+                    None => (None, None, None, None),
+                },
+                None => (None, None, None, None),
             },
-            None => (Weights::none(), None, None),
+            StartWeights::Store {
+                origin,
+                document,
+                refused,
+            } => (Some(origin), document, None, refused),
+        };
+        let (weights, weights_text) = match document {
+            Some(document) => (document.weights, Some(document.text)),
+            None => (Weights::none(), None),
         };
         let registry = EndpointRegistry::default();
         let snapshot = Snapshot::build(1, config.clone(), weights, &registry, &metrics)?;
@@ -122,7 +230,7 @@ impl Reloader {
         let routing = Arc::new(Routing::new(snapshot));
         publish_weights(&metrics, &routing.snapshot(), None);
         let reloader = Self {
-            config_path: config_path.to_path_buf(),
+            config_path,
             routing: routing.clone(),
             metrics,
             registry,
@@ -136,7 +244,11 @@ impl Reloader {
                 weights_text,
             }),
             last: watch::Sender::new(None),
+            store,
         };
+        if let Some(e) = refused {
+            reloader.refuse("weights", e.to_string(), sluice_config::unix_now());
+        }
         Ok((reloader, routing))
     }
 
@@ -154,6 +266,20 @@ impl Reloader {
     /// The config the listeners and admin endpoint were bound with.
     pub fn startup_config(&self) -> Arc<Config> {
         self.startup.clone()
+    }
+
+    /// The `weights_file` of the config in force: in fleet mode, where etcd's documents are
+    /// cached.
+    pub fn weights_file(&self) -> Option<PathBuf> {
+        self.routing.snapshot().config.weights_file.clone()
+    }
+
+    /// The weights file this reloader reads and watches in `config`: none in fleet mode.
+    fn own_weights_file<'a>(&self, config: &'a Config) -> Option<&'a Path> {
+        match self.store {
+            Some(_) => None,
+            None => config.weights_file.as_deref(),
+        }
     }
 
     /// Watches and reloads these listener certificates along with the config.
@@ -178,7 +304,9 @@ impl Reloader {
         let mut state = self.lock();
         let config_bytes = std::fs::read(&self.config_path).ok();
         let current = self.routing.snapshot();
-        let weights_path = current.config.weights_file.clone();
+        let weights_path = self
+            .own_weights_file(&current.config)
+            .map(Path::to_path_buf);
         let forced = trigger == Trigger::Forced;
         let config_changed = forced || state.config_pending || config_bytes != state.config_seen;
         let mut outcomes = Vec::new();
@@ -195,48 +323,125 @@ impl Reloader {
             let bytes = std::fs::read(path).ok();
             if forced || bytes != state.weights_seen {
                 state.weights_seen = bytes.clone();
+                let text = bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
                 outcomes.push((
                     "weights",
-                    self.reload_weights(&mut state, &current, path, bytes),
+                    self.next_weights(&mut state, &current, text, path),
                 ));
             }
         }
         let at = sluice_config::unix_now();
         let mut published = false;
         for (what, result) in outcomes {
-            match result {
-                Ok(Some(snapshot)) => {
-                    let generation = snapshot.generation;
-                    let previous = self.routing.replace(Arc::new(snapshot));
-                    self.metrics.set_generation(generation);
-                    self.metrics.reload(true);
-                    publish_weights(&self.metrics, &self.routing.snapshot(), Some(&previous));
-                    info!(what, generation, "reloaded");
-                    self.last.send_replace(Some(ReloadReport {
-                        result: "ok",
-                        what,
-                        error: None,
-                        at,
-                    }));
-                    published = true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.metrics.reload(false);
-                    error!(what, error = %e, "reload rejected; the previous config stays in force");
-                    self.last.send_replace(Some(ReloadReport {
-                        result: "error",
-                        what,
-                        error: Some(e.to_string()),
-                        at,
-                    }));
-                }
-            }
+            published |= self.publish(what, result, at, None);
         }
         for certificate in &self.certificates {
             self.reload_certificate(certificate, forced, at);
         }
         published
+    }
+
+    /// Applies a weights document offered by the store (fleet mode): `text` is the document
+    /// of etcd `revision`, `None` when the key was deleted. It is checked against the config
+    /// in force and published exactly like a weights file: an invalid document or a deletion
+    /// is refused (counted, logged, reported in `/config`) and the weights in force stay. A
+    /// config refused because the weights in force did not fit it is retried with the new
+    /// document first. Parses and builds: call it on a blocking thread.
+    pub fn apply_weights_document(&self, text: Option<&str>, revision: i64) -> Offered {
+        let mut state = self.lock();
+        // Already in force (read again after a reconnect, or the start's cached copy).
+        if text.is_some() && text == state.weights_text.as_deref() {
+            return Offered::InForce;
+        }
+        // Only the store calls this; in file mode the weights file's next change replaces it.
+        let origin = match &self.store {
+            Some(origin) => origin.clone(),
+            None => PathBuf::from("weights"),
+        };
+        let at = sluice_config::unix_now();
+        let revision = Some(revision);
+        if let (true, Some(text)) = (state.config_pending, text) {
+            let kept = state.weights_text.replace(text.to_string());
+            let result = self.reload_config(&mut state);
+            if result.is_ok() {
+                state.config_pending = false;
+                self.publish("config", result, at, revision);
+                return Offered::Published;
+            }
+            state.weights_text = kept;
+            self.publish("config", result, at, revision);
+        }
+        let current = self.routing.snapshot();
+        let result = self.next_weights(&mut state, &current, text.map(str::to_string), &origin);
+        let offered = match &result {
+            Ok(Some(_)) => Offered::Published,
+            Ok(None) => Offered::InForce,
+            Err(_) => Offered::Refused,
+        };
+        self.publish("weights", result, at, revision);
+        offered
+    }
+
+    /// Puts `result`, a reload of `what`, into effect: a new snapshot is published (with its
+    /// generation, weight gauges and report), a refusal is logged, counted and reported.
+    /// Returns whether a snapshot was published. Call it holding the state lock, so
+    /// publishes happen in generation order.
+    fn publish(
+        &self,
+        what: &'static str,
+        result: Result<Option<Snapshot>, ReloadError>,
+        at: u64,
+        revision: Option<i64>,
+    ) -> bool {
+        match result {
+            Ok(None) => false,
+            Ok(Some(snapshot)) => {
+                let generation = snapshot.generation;
+                let previous = self.routing.replace(Arc::new(snapshot));
+                self.metrics.set_generation(generation);
+                publish_weights(&self.metrics, &self.routing.snapshot(), Some(&previous));
+                match revision {
+                    Some(revision) => info!(what, generation, revision, "reloaded"),
+                    None => info!(what, generation, "reloaded"),
+                }
+                self.succeed(what, at);
+                true
+            }
+            Err(e) => {
+                match revision {
+                    Some(revision) => {
+                        error!(what, revision, error = %e, "reload rejected; the previous config stays in force")
+                    }
+                    None => {
+                        error!(what, error = %e, "reload rejected; the previous config stays in force")
+                    }
+                }
+                self.refuse(what, e.to_string(), at);
+                false
+            }
+        }
+    }
+
+    /// Counts and reports an applied reload of `what`.
+    fn succeed(&self, what: &'static str, at: u64) {
+        self.metrics.reload(true);
+        self.last.send_replace(Some(ReloadReport {
+            result: "ok",
+            what,
+            error: None,
+            at,
+        }));
+    }
+
+    /// Counts and reports a refused reload of `what` (logging is the caller's).
+    fn refuse(&self, what: &'static str, error: String, at: u64) {
+        self.metrics.reload(false);
+        self.last.send_replace(Some(ReloadReport {
+            result: "error",
+            what,
+            error: Some(error),
+            at,
+        }));
     }
 
     /// Installs `certificate`'s listener's files if they changed; a bad pair keeps the one in
@@ -246,28 +451,20 @@ impl Reloader {
         match certificate.reload(forced) {
             Ok(None) => {}
             Ok(Some(expires)) => {
-                self.metrics.reload(true);
                 info!(
                     listener,
                     expires_at = expires.unwrap_or_default(),
                     "listener certificate reloaded; new handshakes use it"
                 );
-                self.last.send_replace(Some(ReloadReport {
-                    result: "ok",
-                    what: "certificate",
-                    error: None,
-                    at,
-                }));
+                self.succeed("certificate", at);
             }
             Err(e) => {
-                self.metrics.reload(false);
                 error!(listener, error = %e, "listener certificate rejected; the previous certificate stays in force");
-                self.last.send_replace(Some(ReloadReport {
-                    result: "error",
-                    what: "certificate",
-                    error: Some(format!("listener \"{listener}\": tls: {e}")),
+                self.refuse(
+                    "certificate",
+                    format!("listener \"{listener}\": tls: {e}"),
                     at,
-                }));
+                );
             }
         }
     }
@@ -275,11 +472,20 @@ impl Reloader {
     fn reload_config(&self, state: &mut ReloadState) -> Result<Option<Snapshot>, ReloadError> {
         let config = Config::load(&self.config_path)?;
         warn_about_startup_only_changes(&self.startup, &config);
-        // The weights file as it is now; if it is gone, the weights in force stay.
-        let (weights, weights_text, weights_seen) = match &config.weights_file {
-            None => (Weights::none(), None, None),
-            Some(path) => match read_weights(path, &config)? {
-                Some((weights, text, bytes)) => (weights, Some(text), Some(bytes)),
+        let (weights, weights_text, weights_seen) = match (&self.store, &config.weights_file) {
+            // Fleet mode: etcd's document in force, checked against the new config.
+            (Some(origin), _) => match &state.weights_text {
+                Some(text) => {
+                    let weights = Weights::parse(text, origin, &config.routes)
+                        .map_err(ReloadError::StoreMismatch)?;
+                    (weights, state.weights_text.clone(), None)
+                }
+                None => (Weights::none(), None, None),
+            },
+            (None, None) => (Weights::none(), None, None),
+            // The weights file as it is now; if it is gone, the weights in force stay.
+            (None, Some(path)) => match read_weights(path, &config)? {
+                Some((document, bytes)) => (document.weights, Some(document.text), Some(bytes)),
                 None => match &state.weights_text {
                     Some(text) => {
                         let weights = Weights::parse(text, path, &config.routes)
@@ -303,23 +509,31 @@ impl Reloader {
         Ok(Some(snapshot))
     }
 
-    fn reload_weights(
+    /// The next generation with the weights document `text` from `origin` on top of
+    /// `current`. `None` (the file or key is gone) keeps the weights in force: refused when
+    /// there were some, nothing to do otherwise.
+    fn next_weights(
         &self,
         state: &mut ReloadState,
         current: &Snapshot,
-        path: &Path,
-        bytes: Option<Vec<u8>>,
+        text: Option<String>,
+        origin: &Path,
     ) -> Result<Option<Snapshot>, ReloadError> {
-        let Some(bytes) = bytes else {
+        let Some(text) = text else {
             if state.weights_text.is_none() {
                 return Ok(None);
             }
-            return Err(ReloadError::WeightsDeleted(path.to_path_buf()));
+            return Err(match self.store {
+                Some(_) => ReloadError::KeyDeleted(origin.to_path_buf()),
+                None => ReloadError::WeightsDeleted(origin.to_path_buf()),
+            });
         };
-        let (weights, text) = parse_weights(&bytes, path, &current.config)?;
+        let document = WeightsDocument::check(text, origin, &current.config)?;
         state.generation += 1;
-        state.weights_text = Some(text);
-        Ok(Some(current.with_weights(state.generation, weights)))
+        state.weights_text = Some(document.text);
+        Ok(Some(
+            current.with_weights(state.generation, document.weights),
+        ))
     }
 
     /// Starts watching the files' directories (and SIGHUP) now, so no change made after this
@@ -328,9 +542,10 @@ impl Reloader {
     pub fn watch(self: Arc<Self>) -> Watching {
         let (tx, rx) = mpsc::unbounded_channel::<()>();
         let mut files = FileWatch::start(tx.clone());
+        let config = self.routing.snapshot().config.clone();
         files.follow(
             &self.config_path,
-            &self.routing.snapshot().config,
+            self.own_weights_file(&config),
             &self.certificate_files(),
         );
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -405,7 +620,8 @@ impl Watching {
                 this.reload(trigger);
                 let config = this.routing.snapshot().config.clone();
                 let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
-                if files.follow(&this.config_path, &config, &this.certificate_files()) {
+                let weights = this.own_weights_file(&config);
+                if files.follow(&this.config_path, weights, &this.certificate_files()) {
                     // A file in a newly watched place may have changed before the watch was
                     // added, and no event will tell: look once.
                     let _ = tx.send(());
@@ -419,28 +635,18 @@ impl Watching {
     }
 }
 
-/// The weights file at `path` checked against `config`: `(weights, text, bytes)`, or `None`
-/// when the file does not exist (or cannot be read).
+/// The weights file at `path` checked against `config`, with its bytes, or `None` when the
+/// file does not exist (or cannot be read).
 fn read_weights(
     path: &Path,
     config: &Config,
-) -> Result<Option<(Weights, String, Vec<u8>)>, ReloadError> {
+) -> Result<Option<(WeightsDocument, Vec<u8>)>, ReloadError> {
     let Ok(bytes) = std::fs::read(path) else {
         return Ok(None);
     };
-    let (weights, text) = parse_weights(&bytes, path, config)?;
-    Ok(Some((weights, text, bytes)))
-}
-
-/// The weights file's `bytes` (read from `path`) checked against `config`, with its text.
-fn parse_weights(
-    bytes: &[u8],
-    path: &Path,
-    config: &Config,
-) -> Result<(Weights, String), ReloadError> {
-    let text = String::from_utf8_lossy(bytes).into_owned();
-    let weights = Weights::parse(&text, path, &config.routes).map_err(ReloadError::Weights)?;
-    Ok((weights, text))
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let document = WeightsDocument::check(text, path, config)?;
+    Ok(Some((document, bytes)))
 }
 
 /// Waits until events stop arriving for [`DEBOUNCE_QUIET`] (at most [`DEBOUNCE_MAX`]).
@@ -462,6 +668,9 @@ fn warn_about_startup_only_changes(running: &Config, new: &Config) {
     if running.admin != new.admin {
         warn!("admin.address changed in the config file; it applies only after a restart (the rest of the change is applied)");
     }
+    if running.store != new.store {
+        warn!("store changed in the config file; it applies only after a restart (the rest of the change is applied)");
+    }
 }
 
 /// Sets `sluice_route_backend_weight` for the new snapshot and zeroes pairs that disappeared.
@@ -482,32 +691,4 @@ fn publish_weights(metrics: &Metrics, current: &Snapshot, previous: Option<&Snap
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc as std_mpsc;
-
-    use super::*;
-
-    const CONFIG: &str = "listeners: [{ name: http, address: \"127.0.0.1:0\" }]\nupstreams:\n  a: { endpoints: [\"127.0.0.1:1\"] }\nroutes:\n  - { name: r, backends: [{ upstream: a, weight: 1 }] }\n";
-
-    #[test]
-    fn the_last_report_is_read_without_waiting_for_a_reload_in_progress() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("sluice.yaml");
-        std::fs::write(&path, CONFIG).expect("write config");
-        let (reloader, _routing) =
-            Reloader::start(&path, Arc::new(Metrics::new())).expect("valid config");
-        let reloader = Arc::new(reloader);
-        std::fs::write(&path, "routes: [").expect("write config");
-        reloader.reload(Trigger::FilesChanged);
-        // A slow reload holds the state for as long as it reads and builds.
-        let reloading = reloader.lock();
-        let (tx, rx) = std_mpsc::channel();
-        let reader = reloader.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(reader.last_report().map(|r| r.result));
-        });
-        let report = rx.recv_timeout(Duration::from_secs(10));
-        drop(reloading);
-        assert_eq!(report, Ok(Some("error")), "answered during the reload");
-    }
-}
+mod tests;

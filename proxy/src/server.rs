@@ -16,7 +16,7 @@ use crate::drain::{Drain, DrainWatch};
 use crate::forward::Proxy;
 use crate::listener::{bind_tcp, BoundListener, ConnectionLimit, Limits, ListenerError};
 use crate::metrics::Metrics;
-use crate::reload::{ReloadError, Reloader};
+use crate::reload::{EtcdWeights, ReloadError, Reloader, StartConfig, StartWeights, StoreError};
 use crate::routing::Routing;
 use crate::tls::ListenerTls;
 
@@ -47,6 +47,8 @@ pub struct Server {
     reloader: Arc<Reloader>,
     metrics: Arc<Metrics>,
     routing: Arc<Routing>,
+    /// Fleet mode: the weights in etcd, followed once serving.
+    store: Option<EtcdWeights>,
 }
 
 /// Why the proxy could not start.
@@ -55,6 +57,9 @@ pub enum StartError {
     /// The config or weights file is invalid.
     #[error("{0}")]
     Config(#[from] ReloadError),
+    /// The etcd client of fleet mode could not be set up.
+    #[error("{0}")]
+    Store(#[from] StoreError),
     /// A listener could not be bound.
     #[error("{0}")]
     Listener(#[from] ListenerError),
@@ -69,11 +74,20 @@ pub enum StartError {
 }
 
 impl Server {
-    /// Loads the config (and weights file) and binds every listener and the admin endpoint.
-    /// Must run inside a Tokio runtime.
-    pub fn bind(options: Options) -> Result<Self, StartError> {
+    /// Loads the config and the weights (the weights file, or in fleet mode etcd's document,
+    /// read within a couple of seconds) and binds every listener and the admin endpoint. Must
+    /// run inside a Tokio runtime.
+    pub async fn bind(options: Options) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let (mut reloader, routing) = Reloader::start(&options.config, metrics.clone())?;
+        let start = StartConfig::load(&options.config)?;
+        let (store, weights) = match &start.config().store {
+            None => (None, StartWeights::File),
+            Some(etcd) => {
+                let (store, weights) = EtcdWeights::start(etcd, start.config(), &metrics).await?;
+                (Some(store), weights)
+            }
+        };
+        let (mut reloader, routing) = Reloader::start(start, weights, metrics.clone())?;
         let config = reloader.startup_config();
         let mut certificates = Vec::new();
         let mut listeners = Vec::new();
@@ -104,6 +118,7 @@ impl Server {
             reloader: reloader.clone(),
             ready: false.into(),
             bound,
+            store: store.as_ref().map(EtcdWeights::status),
         });
         let proxy = Arc::new(Proxy::new(routing.clone(), options.body_idle_timeout));
         Ok(Self {
@@ -115,6 +130,7 @@ impl Server {
             reloader,
             metrics,
             routing,
+            store,
         })
     }
 
@@ -143,6 +159,9 @@ impl Server {
         tokio::spawn(self.admin.clone().serve(self.admin_socket, admin_stop_rx));
         // Watching starts before "ready", so no file change after it can be missed.
         tokio::spawn(self.reloader.clone().watch().run(drain_watch.clone()));
+        if let Some(store) = self.store {
+            tokio::spawn(store.run(self.reloader.clone(), drain_watch.clone()));
+        }
         tokio::spawn(housekeeping(
             self.metrics.clone(),
             self.routing.clone(),

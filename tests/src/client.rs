@@ -75,7 +75,20 @@ pub async fn get(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Re
 
 /// GET `url`; `None` on a transport error (for probing servers that are still starting).
 pub async fn try_get(url: &str) -> Option<Reply> {
-    let req = Request::get(url).body(Full::new(Bytes::new())).ok()?;
+    try_send(Request::get(url).body(Full::new(Bytes::new())).ok()?).await
+}
+
+/// POST `json` to `url`; `None` on a transport error.
+pub async fn try_post_json(url: &str, json: &str) -> Option<Reply> {
+    let req = Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(json.to_string())))
+        .ok()?;
+    try_send(req).await
+}
+
+/// Sends `req` on a fresh connection; `None` on a transport error.
+async fn try_send(req: Request<Full<Bytes>>) -> Option<Reply> {
     let response = http1().request(req).await.ok()?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.ok()?.to_bytes();

@@ -41,3 +41,9 @@ weights_file: weights.yaml
         canary = canary.endpoint(),
     )
 }
+
+/// The `store.etcd` section of fleet mode: the members `endpoints_yaml` (a YAML flow list, as
+/// `Etcd::endpoints_yaml` writes it) and the key `prefix`.
+pub fn store_etcd(endpoints_yaml: &str, prefix: &str) -> String {
+    format!("store:\n  etcd:\n    endpoints: {endpoints_yaml}\n    prefix: {prefix}\n")
+}

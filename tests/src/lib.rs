@@ -6,6 +6,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod etcd;
 pub mod hooks;
 pub mod load;
 pub mod metrics;

@@ -19,12 +19,28 @@ pub struct Rig {
     dir: tempfile::TempDir,
     /// `(listener, admin)` addresses written in the config.
     ports: (String, String),
+    /// More top-level config (fleet mode's `store:` section), appended to every config.
+    extra: String,
 }
 
 impl Rig {
     /// Starts the backends and `proxies` proxies (listeners and admin on ephemeral ports).
     pub async fn new(proxies: usize) -> Self {
-        Self::build(proxies, ("127.0.0.1:0".into(), "127.0.0.1:0".into())).await
+        Self::build(
+            proxies,
+            ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
+            String::new(),
+        )
+        .await
+    }
+
+    /// Like [`Rig::new`], in fleet mode: weights and rollout state in etcd at `endpoints`
+    /// (a YAML list) under `prefix`, leases of `lease_ttl`.
+    pub async fn fleet(proxies: usize, endpoints: &str, prefix: &str, lease_ttl: &str) -> Self {
+        let store = format!(
+            "store:\n  etcd:\n    endpoints: {endpoints}\n    prefix: {prefix}\n    lease_ttl: {lease_ttl}\n"
+        );
+        Self::build(proxies, ("127.0.0.1:0".into(), "127.0.0.1:0".into()), store).await
     }
 
     /// One proxy on fixed (free, picked now) ports, so it can be restarted at the same
@@ -34,16 +50,16 @@ impl Rig {
             let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             socket.local_addr().expect("address").to_string()
         };
-        Self::build(1, (pick(), pick())).await
+        Self::build(1, (pick(), pick()), String::new()).await
     }
 
-    async fn build(proxies: usize, ports: (String, String)) -> Self {
+    async fn build(proxies: usize, ports: (String, String), extra: String) -> Self {
         let stable = Backend::spawn("stable").await;
         let canary = Backend::spawn("canary").await;
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join("sluice.yaml"),
-            base_config(&stable, &canary, "v2", &ports),
+            format!("{}{extra}", base_config(&stable, &canary, "v2", &ports)),
         )
         .expect("write config");
         let proxies = (0..proxies)
@@ -55,6 +71,7 @@ impl Rig {
             proxies,
             dir,
             ports,
+            extra,
         }
     }
 
@@ -80,8 +97,9 @@ impl Rig {
     /// canary upstream's version.
     pub fn write_config(&self, rollouts: &str, canary_version: &str) {
         let text = format!(
-            "{}control:\n  admin: 127.0.0.1:0\n  state: control-state.json\nrollouts:\n{}",
+            "{}{}control:\n  admin: 127.0.0.1:0\n  state: control-state.json\nrollouts:\n{}",
             base_config(&self.stable, &self.canary, canary_version, &self.ports),
+            self.extra,
             rollouts.replace("{targets}", &self.targets())
         );
         std::fs::write(self.dir.path().join("sluice.yaml"), text).expect("write config");

@@ -32,26 +32,39 @@ fn plain_examples_are_valid() {
     }
 }
 
-#[test]
-fn tls_examples_are_valid_with_generated_certificates() {
+/// Copies `files` of `examples/<from>` and its `tls/gen-certs.sh` to a temporary directory,
+/// runs the script there, and checks each file.
+fn check_with_certificates(from: &str, files: &[&str]) {
+    let source = examples().join(from);
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("tls")).expect("tls dir");
-    for file in ["edge-tls.yaml", "mesh-mtls.yaml"] {
-        std::fs::copy(examples().join(file), dir.path().join(file)).expect("copy example");
+    for file in files {
+        std::fs::copy(source.join(file), dir.path().join(file)).expect("copy example");
     }
     std::fs::copy(
-        examples().join("tls/gen-certs.sh"),
+        source.join("tls/gen-certs.sh"),
         dir.path().join("tls/gen-certs.sh"),
     )
     .expect("copy script");
     let status = Command::new("bash")
         .arg(dir.path().join("tls/gen-certs.sh"))
+        .current_dir(dir.path())
         .status()
         .expect("run gen-certs.sh");
     assert!(status.success());
-    for file in ["edge-tls.yaml", "mesh-mtls.yaml"] {
+    for file in files {
         check(dir.path(), file);
     }
+}
+
+#[test]
+fn tls_examples_are_valid_with_generated_certificates() {
+    check_with_certificates("", &["edge-tls.yaml", "mesh-mtls.yaml"]);
+}
+
+#[test]
+fn the_fleet_example_is_valid_with_generated_certificates() {
+    check_with_certificates("fleet", &["sluice.yaml"]);
 }
 
 #[test]

@@ -130,9 +130,13 @@ impl Harness {
             .expect("controller");
         let (commands, requests) = mpsc::channel(4);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller.run(requests, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(async move {
+            let mut requests = requests;
+            let stop = async move {
+                let _ = stopped.await;
+            };
+            controller.run(&mut requests, stop).await;
+        });
         Self {
             commands,
             status,

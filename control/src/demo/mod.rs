@@ -269,10 +269,14 @@ rollouts:
     let (controller, status) = Controller::new(&config_path, Box::new(default_source)).await?;
     let (commands, requests) = mpsc::channel(4);
     let (stop, stopped) = watch::channel(false);
-    let control_task = tokio::spawn(controller.run(requests, async move {
+    let control_task = tokio::spawn(async move {
+        let mut requests = requests;
         let mut stopped = stopped;
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+        let stop = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        controller.run(&mut requests, stop).await;
+    });
     let (reply, answer) = oneshot::channel();
     let _ = commands
         .send(Request {

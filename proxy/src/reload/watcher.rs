@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use notify::{RecursiveMode, Watcher};
-use sluice_config::Config;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -54,12 +53,17 @@ impl FileWatch {
         }
     }
 
-    /// Watches the files `config` (loaded from `config_path`) reads, plus `also` (listener
-    /// certificates), and stops watching directories it no longer needs. Returns whether a
-    /// directory or name was added: a file there may have changed before the watch began.
-    /// Waits on the watcher: call it where blocking is allowed.
-    pub(super) fn follow(&mut self, config_path: &Path, config: &Config, also: &[PathBuf]) -> bool {
-        let (dirs, names) = watch_set(config_path, config.weights_file.as_deref(), also);
+    /// Watches the config file, its weights file (none in fleet mode: there the proxy writes
+    /// it) and `also` (listener certificates), and stops watching directories it no longer
+    /// needs. Returns whether a directory or name was added: a file there may have changed
+    /// before the watch began. Waits on the watcher: call it where blocking is allowed.
+    pub(super) fn follow(
+        &mut self,
+        config_path: &Path,
+        weights_file: Option<&Path>,
+        also: &[PathBuf],
+    ) -> bool {
+        let (dirs, names) = watch_set(config_path, weights_file, also);
         let mut added = {
             let mut current = self.names.lock().unwrap_or_else(PoisonError::into_inner);
             let added = names.iter().any(|n| !current.contains(n));
@@ -142,6 +146,8 @@ fn parent_dir(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use sluice_config::Config;
+
     use super::*;
 
     fn os(names: &[&str]) -> Vec<OsString> {
@@ -216,7 +222,13 @@ mod tests {
             std::fs::write(&config_path, text).expect("write config");
             Config::load(&config_path).expect("valid config")
         };
-        assert!(files.follow(&config_path, &config(&old_dir.path().join("w.yaml")), &[]));
+        assert!(files.follow(
+            &config_path,
+            config(&old_dir.path().join("w.yaml"))
+                .weights_file
+                .as_deref(),
+            &[]
+        ));
         let mut want = vec![
             config_dir.path().to_path_buf(),
             old_dir.path().to_path_buf(),
@@ -224,10 +236,22 @@ mod tests {
         want.sort();
         assert_eq!(files.watched, want);
         assert!(
-            !files.follow(&config_path, &config(&old_dir.path().join("w.yaml")), &[]),
+            !files.follow(
+                &config_path,
+                config(&old_dir.path().join("w.yaml"))
+                    .weights_file
+                    .as_deref(),
+                &[]
+            ),
             "nothing new"
         );
-        assert!(files.follow(&config_path, &config(&new_dir.path().join("w2.yaml")), &[]));
+        assert!(files.follow(
+            &config_path,
+            config(&new_dir.path().join("w2.yaml"))
+                .weights_file
+                .as_deref(),
+            &[]
+        ));
         let mut want = vec![
             config_dir.path().to_path_buf(),
             new_dir.path().to_path_buf(),
