@@ -257,6 +257,14 @@ async fn a_leader_stopped_past_its_lease_cannot_write_when_it_wakes_and_steps_do
             .is_some_and(|f| f.role == "standby"),
         "the woken leader shows standby"
     );
+    eventually!(
+        controls[old]
+            .status()
+            .await
+            .fleet
+            .is_some_and(|f| f.leader.is_some()),
+        "the woken control knows the leader"
+    );
     // A command at the woken one now goes to the leader; nothing it wrote went through.
     let (code, answer) = controls[old].command("myapp", "promote").await;
     assert_eq!(code, 200, "{answer}");

@@ -3,8 +3,10 @@
 //! fails no request, and a proxy restarted while etcd is down serves the cached weights.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
+
 use sluice_etcd::{Client, Op};
 use sluice_tests::etcd::{self, Etcd};
 use sluice_tests::{client, config, eventually, Backend, Load, Proxy};
@@ -202,9 +204,11 @@ async fn an_etcd_outage_under_load_fails_nothing_and_the_proxy_catches_up() {
         "the lost watch is seen"
     );
     assert_eq!(store(&proxy).await["connected"], false);
-    // A while without etcd: traffic flows on the weights in force, and the proxy stays ready.
+    // Ten seconds without etcd (the outage the scenario asks for; the assertions are on what
+    // happened during it): traffic flows on the weights in force, and the proxy stays ready.
     let before = load.ok();
-    eventually!(load.ok() > before + 1000, "traffic flows without etcd");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(load.ok() > before + 1000, "traffic flowed without etcd");
     let ready = client::try_get(&format!("http://{}/ready", proxy.admin)).await;
     assert_eq!(ready.map(|r| r.status.as_u16()), Some(200));
     assert_eq!(proxy.weight("default", "canary").await, 100.0);
