@@ -1,30 +1,16 @@
 //! `upstreams.<name>.health_check`: its defaults, and the exact message for each value
 //! validation refuses.
 
-use std::path::Path;
 use std::time::Duration;
 
 use sluice_config::{
-    Config, HealthCheck, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_CHECK_INTERVAL,
+    HealthCheck, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_CHECK_INTERVAL,
     DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_UNHEALTHY_THRESHOLD,
 };
 
-const BASE: &str = r#"listeners:
-  - name: http
-    address: 127.0.0.1:8080
-upstreams:
-  app:
-    endpoints: [127.0.0.1:18081]
-routes:
-  - name: default
-    backends:
-      - { upstream: app, weight: 1 }
-"#;
+mod common;
 
-fn parse(text: &str) -> Result<Config, Vec<String>> {
-    Config::parse(text, Path::new("sluice.yaml"))
-        .map_err(|e| e.to_string().lines().map(str::to_string).collect())
-}
+use common::{parse, BASE};
 
 /// `BASE` with `health_check:` and these lines (indented under it) added to upstream `app`.
 fn with_check(lines: &str) -> String {

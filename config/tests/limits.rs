@@ -1,29 +1,14 @@
 //! Connection and request limits (listeners, upstreams) and the upgrades a route allows: their
 //! defaults, and the exact message for each value validation refuses.
 
-use std::path::Path;
-
 use sluice_config::{
-    Config, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_UPSTREAM_MAX_CONNECTIONS,
+    DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_REQUESTS,
+    DEFAULT_UPSTREAM_MAX_CONNECTIONS,
 };
 
-const BASE: &str = r#"listeners:
-  - name: http
-    address: 127.0.0.1:8080
-upstreams:
-  app:
-    endpoints: [127.0.0.1:18081]
-routes:
-  - name: default
-    backends:
-      - { upstream: app, weight: 1 }
-"#;
+mod common;
 
-fn parse(text: &str) -> Result<Config, Vec<String>> {
-    Config::parse(text, Path::new("sluice.yaml"))
-        .map_err(|e| e.to_string().lines().map(str::to_string).collect())
-}
+use common::{parse, BASE};
 
 /// `BASE` with one substring replaced (which must exist).
 fn base_with(from: &str, to: &str) -> String {

@@ -346,12 +346,8 @@ async fn forward_to(
 
 /// The TLS name of `address` (`host:port`).
 fn server_name(address: &str) -> Option<rustls::pki_types::ServerName<'static>> {
-    let host = address
-        .rsplit_once(':')
-        .map_or(address, |(host, _)| host)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    rustls::pki_types::ServerName::try_from(host.to_string()).ok()
+    let address = sluice_config::Address::parse(address).ok()?;
+    sluice_proxy::tls::server_name_of(address.host()).ok()
 }
 
 /// What a request asks for.

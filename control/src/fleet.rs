@@ -32,6 +32,8 @@ pub struct Fleet {
     etcd: Etcd,
     client: Client,
     election: Election,
+    /// Reads the rollouts' states for a standby's status.
+    reader: EtcdStore,
     metrics: Arc<ControlMetrics>,
     status: watch::Sender<Status>,
     leader: watch::Sender<Option<Candidate>>,
@@ -49,11 +51,13 @@ impl Fleet {
         status: watch::Sender<Status>,
     ) -> Self {
         let election = Election::new(client.clone(), etcd.key("leader"), etcd.lease_ttl, me);
+        let reader = EtcdStore::new(client.clone(), &etcd, None);
         Self {
             config_path,
             etcd,
             client,
             election,
+            reader,
             metrics,
             status,
             leader: watch::Sender::new(None),
@@ -154,8 +158,7 @@ impl Fleet {
                 return;
             }
         };
-        let store = EtcdStore::new(self.client.clone(), &self.etcd, None);
-        let mut states = match store.load_states().await {
+        let mut states = match self.reader.load_states().await {
             Ok(states) => states,
             Err(e) => {
                 warn!(error = %e, "cannot read the rollouts from etcd; the status shows the last read");

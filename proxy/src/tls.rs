@@ -9,7 +9,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use sluice_config::{ClientTls, Listener, ListenerProtocol, ServerTls, UpstreamProtocol};
+use sluice_config::{ClientTls, Host, Listener, ListenerProtocol, ServerTls, UpstreamProtocol};
 
 /// A TLS listener's server config. Each handshake takes the one in force; [`ListenerTls::reload`]
 /// replaces it when the certificate, key or client CA files change, and keeps it when the new
@@ -270,6 +270,15 @@ fn read_pem(files: &ServerTls) -> Result<(ServerPem, Seen), TlsError> {
         pem.client_ca.clone(),
     ];
     Ok((pem, seen))
+}
+
+/// The name to verify in the certificate of `host` when none is configured: an IP literal
+/// as an address, a DNS name as itself (`Err` with the name when it cannot be one).
+pub fn server_name_of(host: &Host) -> Result<ServerName<'static>, String> {
+    match host {
+        Host::Ip(ip) => Ok(ServerName::IpAddress((*ip).into())),
+        Host::Name(name) => ServerName::try_from(name.clone()).map_err(|_| name.clone()),
+    }
 }
 
 /// The client config towards a TLS upstream, and the name to verify (when configured).

@@ -103,3 +103,34 @@ async fn try_send(req: Request<Full<Bytes>>) -> Option<Reply> {
 pub async fn get_text(url: &str) -> String {
     get(&http1(), url, &[]).await.text()
 }
+
+/// The body of each of `n` GETs of `url` with `headers`, sent over `concurrency` keep-alive
+/// connections; every answer must be a 200.
+pub async fn bodies(
+    url: &str,
+    headers: &'static [(&'static str, &'static str)],
+    n: usize,
+    concurrency: usize,
+) -> Vec<String> {
+    let url = std::sync::Arc::new(url.to_string());
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let url = url.clone();
+        let share = n / concurrency + usize::from(worker < n % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let client = http1();
+            let mut seen = Vec::with_capacity(share);
+            for _ in 0..share {
+                let reply = get(&client, &url, headers).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                seen.push(reply.text());
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for task in tasks {
+        all.extend(task.await.expect("load task"));
+    }
+    all
+}

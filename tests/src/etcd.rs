@@ -2,15 +2,13 @@
 //! loopback ports, started from Debian's `etcd-server`, with the faults the tests need
 //! (SIGKILL a member, stop and restart one on its data, find the raft leader) and `etcdctl`.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sluice_etcd::{Client, Settings};
 
-use crate::servers;
+use crate::{free_port, servers};
 
 /// The etcd binaries, or `None` after printing `skipped: install etcd-server etcd-client`.
 ///
@@ -48,23 +46,6 @@ impl Drop for Etcd {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-        }
-    }
-}
-
-/// A port free now and never handed out before in this process: tests run in parallel, and
-/// the kernel may give a port just released to the next caller, which would put two clusters
-/// on one address (the second member fails to bind, and its test talks to the first's etcd).
-fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("free port")
-            .port();
-        if given.insert(port) {
-            return port;
         }
     }
 }

@@ -23,6 +23,28 @@ pub use load::{Load, LoadReport};
 pub use proxy::Proxy;
 pub use rig::Rig;
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+
+/// A loopback port free now and never handed out before in this process, for a server that
+/// must be told its port (etcd, Prometheus, a fixed admin address). Tests run in parallel,
+/// and the kernel may give a port just released to the next caller: two servers would then
+/// be told the same port, the second would fail to bind, and its test would talk to the
+/// first.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free port")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+}
+
 /// Polls `$cond` (which may `.await`) every 20 ms until it holds; panics after 20 s with the
 /// message. Tests wait on events, never on sleeps.
 #[macro_export]

@@ -46,10 +46,7 @@ impl Rig {
     /// One proxy on fixed (free, picked now) ports, so it can be restarted at the same
     /// addresses with [`Rig::restart_proxy`].
     pub async fn new_fixed_ports() -> Self {
-        let pick = || {
-            let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            socket.local_addr().expect("address").to_string()
-        };
+        let pick = || format!("127.0.0.1:{}", crate::free_port());
         Self::build(1, (pick(), pick()), String::new()).await
     }
 

@@ -11,10 +11,7 @@ fn config(routes_and_upstreams: &str) -> String {
 
 /// An address nothing listens on.
 fn dead_address() -> String {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = socket.local_addr().expect("address");
-    drop(socket);
-    addr.to_string()
+    format!("127.0.0.1:{}", sluice_tests::free_port())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

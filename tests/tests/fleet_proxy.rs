@@ -27,6 +27,34 @@ fn fleet_config(stable: &Backend, canary: &Backend, etcd: &Etcd) -> String {
     )
 }
 
+/// One etcd member with `document` at the weights key (the revision it was written at), its
+/// client, and the stable and canary backends; `None` (the test skips, visibly) without etcd.
+struct Setup {
+    etcd: Etcd,
+    client: Client,
+    stable: Backend,
+    canary: Backend,
+    revision: i64,
+}
+
+impl Setup {
+    async fn start(document: &str) -> Option<Self> {
+        let binaries = etcd::find()?;
+        let etcd = Etcd::start(&binaries, 1).await;
+        let client = etcd.client();
+        let stable = Backend::spawn("stable").await;
+        let canary = Backend::spawn("canary").await;
+        let revision = put(&client, document).await;
+        Some(Self {
+            etcd,
+            client,
+            stable,
+            canary,
+            revision,
+        })
+    }
+}
+
 async fn put(client: &Client, text: &str) -> i64 {
     client.put(KEY, text.as_bytes()).await.expect("etcd put")
 }
@@ -68,12 +96,16 @@ fn cache(dir: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_serves_etcds_weights_applies_each_write_and_caches_them() {
-    let Some(binaries) = etcd::find() else { return };
-    let etcd = Etcd::start(&binaries, 1).await;
-    let client = etcd.client();
-    let stable = Backend::spawn("stable").await;
-    let canary = Backend::spawn("canary").await;
-    let first = put(&client, &weights(0, 100)).await;
+    let Some(Setup {
+        etcd,
+        client,
+        stable,
+        canary,
+        revision: first,
+    }) = Setup::start(&weights(0, 100)).await
+    else {
+        return;
+    };
 
     // Read at start: the config says stable 100, etcd says canary 100.
     let proxy = Proxy::start(&fleet_config(&stable, &canary, &etcd));
@@ -114,12 +146,16 @@ async fn the_proxy_serves_etcds_weights_applies_each_write_and_caches_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_documents_and_deletions_are_refused_while_traffic_flows() {
-    let Some(binaries) = etcd::find() else { return };
-    let etcd = Etcd::start(&binaries, 1).await;
-    let client = etcd.client();
-    let stable = Backend::spawn("stable").await;
-    let canary = Backend::spawn("canary").await;
-    put(&client, "routes:\n  default: { stable: 0, blue: 100 }\n").await;
+    let Some(Setup {
+        etcd,
+        client,
+        stable,
+        canary,
+        ..
+    }) = Setup::start("routes:\n  default: { stable: 0, blue: 100 }\n").await
+    else {
+        return;
+    };
 
     // An invalid document at start: the proxy comes up on the config's weights, and says why.
     let proxy = Proxy::start(&fleet_config(&stable, &canary, &etcd));
@@ -188,12 +224,16 @@ async fn bad_documents_and_deletions_are_refused_while_traffic_flows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_outage_under_load_fails_nothing_and_the_proxy_catches_up() {
-    let Some(binaries) = etcd::find() else { return };
-    let mut etcd = Etcd::start(&binaries, 1).await;
-    let client = etcd.client();
-    let stable = Backend::spawn("stable").await;
-    let canary = Backend::spawn("canary").await;
-    let applied = put(&client, &weights(0, 100)).await;
+    let Some(Setup {
+        mut etcd,
+        client,
+        stable,
+        canary,
+        revision: applied,
+    }) = Setup::start(&weights(0, 100)).await
+    else {
+        return;
+    };
     let proxy = Proxy::start(&fleet_config(&stable, &canary, &etcd));
     eventually!(connected(&proxy).await, "the watch is established");
 
@@ -230,12 +270,16 @@ async fn an_etcd_outage_under_load_fails_nothing_and_the_proxy_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_restarted_while_etcd_is_down_serves_the_cached_weights() {
-    let Some(binaries) = etcd::find() else { return };
-    let mut etcd = Etcd::start(&binaries, 1).await;
-    let client = etcd.client();
-    let stable = Backend::spawn("stable").await;
-    let canary = Backend::spawn("canary").await;
-    let applied = put(&client, &weights(0, 100)).await;
+    let Some(Setup {
+        mut etcd,
+        stable,
+        canary,
+        revision: applied,
+        ..
+    }) = Setup::start(&weights(0, 100)).await
+    else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("sluice.yaml"),

@@ -48,10 +48,7 @@ async fn exit_of(mut child: Child) -> (i32, String) {
 /// The config's control admin moved to a fixed free port, so a restarted control is found
 /// at the same address.
 fn fix_control_port(rig: &Rig) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
+    let port = sluice_tests::free_port();
     let path = rig.dir().join("sluice.yaml");
     let text = std::fs::read_to_string(&path).expect("read config");
     let fixed = text.replacen(

@@ -2,33 +2,16 @@
 // Tests print what they measure (split error, reuse count, memory) for the record.
 #![allow(clippy::print_stdout)]
 
-use std::sync::Arc;
-
 use sluice_tests::{client, config, eventually, Backend, Proxy};
 
-/// Sends `n` GETs over `concurrency` keep-alive connections.
+/// Sends `n` GETs over `concurrency` keep-alive connections (each answer must be a 200).
 async fn load(
     proxy: &Proxy,
     n: usize,
     concurrency: usize,
     headers: &'static [(&'static str, &'static str)],
 ) {
-    let url = Arc::new(proxy.url("/"));
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let url = url.clone();
-        let share = n / concurrency + usize::from(worker < n % concurrency);
-        tasks.push(tokio::spawn(async move {
-            let client = client::http1();
-            for _ in 0..share {
-                let reply = client::get(&client, &url, headers).await;
-                assert_eq!(reply.status, 200, "{}", reply.text());
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("load task");
-    }
+    client::bodies(&proxy.url("/"), headers, n, concurrency).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::io::Stream;
+use crate::tls::server_name_of;
 
 /// How to reach the endpoints of one upstream.
 #[derive(Clone, Debug)]
@@ -78,10 +79,9 @@ impl Connector {
         let Some(tls) = &self.tls else {
             return Ok(Stream::Plain(tcp));
         };
-        let name = match (&tls.server_name, address.host()) {
-            (Some(name), _) => name.clone(),
-            (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
-            (None, Host::Name(name)) => ServerName::try_from(name.clone()).map_err(|_| {
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => server_name_of(address.host()).map_err(|name| {
                 ProxyError::Tls(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!("\"{name}\" is not a valid TLS server name"),

@@ -5,7 +5,7 @@
 
 use sluice_tests::{client, Backend, Proxy};
 
-use super::{bodies, convert, share_of};
+use super::{convert, share_of};
 
 /// What must answer a request.
 #[derive(Clone, Copy, Debug)]
@@ -794,7 +794,7 @@ async fn gateway_api_conformance_weights_70_30_0() {
     // miss is retried up to 10 times before it counts as a failure.
     let mut last = String::new();
     for attempt in 1..=10 {
-        let seen = bodies(&proxy, "/", &[], 500, 10).await;
+        let seen = client::bodies(&proxy.url("/"), &[], 500, 10).await;
         let shares: Vec<f64> = BACKENDS.iter().map(|b| share_of(&seen, b)).collect();
         last = format!(
             "attempt {attempt}: v1 {:.1}%, v2 {:.1}%, v3 {:.1}%",

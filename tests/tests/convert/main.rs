@@ -7,11 +7,10 @@ mod conformance;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use sluice_config::Config;
 use sluice_tests::process::binary;
-use sluice_tests::{client, Backend, Proxy};
+use sluice_tests::{client, free_port, Backend, Proxy};
 
 /// Runs `sluice-proxy convert` on `files` (name, contents) written to a temporary directory;
 /// returns the sluice.yaml it printed, after checking it parses back as a valid config.
@@ -57,46 +56,6 @@ fn check(yaml: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A port free right now (for configs that must name a fixed admin address).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The body of each of `n` GETs of `path` with `headers`, sent over `concurrency` keep-alive
-/// connections; every answer must be a 200.
-async fn bodies(
-    proxy: &Proxy,
-    path: &str,
-    headers: &'static [(&'static str, &'static str)],
-    n: usize,
-    concurrency: usize,
-) -> Vec<String> {
-    let url = Arc::new(proxy.url(path));
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let url = url.clone();
-        let share = n / concurrency + usize::from(worker < n % concurrency);
-        tasks.push(tokio::spawn(async move {
-            let client = client::http1();
-            let mut seen = Vec::with_capacity(share);
-            for _ in 0..share {
-                let reply = client::get(&client, &url, headers).await;
-                assert_eq!(reply.status, 200, "{}", reply.text());
-                seen.push(reply.text());
-            }
-            seen
-        }));
-    }
-    let mut all = Vec::with_capacity(n);
-    for task in tasks {
-        all.extend(task.await.expect("load task"));
-    }
-    all
-}
-
 fn share_of(bodies: &[String], backend: &str) -> f64 {
     let hits = bodies
         .iter()
@@ -127,13 +86,13 @@ async fn the_istio_docs_canary_runs_as_its_virtual_service_says() {
     assert!(check(&yaml).contains("1 rollout(s)"));
     let proxy = Proxy::start(&yaml);
 
-    let testers = bodies(&proxy, "/", &[("canary", "true")], 300, 4).await;
+    let testers = client::bodies(&proxy.url("/"), &[("canary", "true")], 300, 4).await;
     assert!(
         testers.iter().all(|b| b == "v2\n"),
         "canary: true → v2 always"
     );
 
-    let everyone = bodies(&proxy, "/", &[], 4_000, 16).await;
+    let everyone = client::bodies(&proxy.url("/"), &[], 4_000, 16).await;
     let v2_share = share_of(&everyone, "v2");
     println!("converted 90/10 over 4000 requests: v2 {v2_share:.2}%");
     assert!(
