@@ -159,13 +159,14 @@ impl Admin {
         if matches!(route, Route::Health) {
             return json_response(StatusCode::OK, &json!({"ok": true}));
         }
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
+        let authorization = req.headers().get(header::AUTHORIZATION);
         let identity = self
             .access
-            .identify(authorization, peer.certificate.as_deref(), peer.address)
+            .identify(
+                authorization.map(HeaderValue::as_bytes),
+                peer.certificate.as_deref(),
+                peer.address,
+            )
             .and_then(|identity| identity.may(route.needs()).map(|()| identity));
         let identity = match identity {
             Ok(identity) => identity,
@@ -202,7 +203,7 @@ impl Admin {
                                 forward,
                                 &path,
                                 &query,
-                                authorization_of(&req),
+                                authorization.cloned(),
                             )
                             .await
                         }
@@ -280,10 +281,6 @@ impl Admin {
             ),
         }
     }
-}
-
-fn authorization_of(req: &Request<Incoming>) -> Option<HeaderValue> {
-    req.headers().get(header::AUTHORIZATION).cloned()
 }
 
 /// Sends a command this standby accepted to the leader, with the caller's credentials, and
