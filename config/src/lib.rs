@@ -17,6 +17,7 @@ mod config;
 mod document;
 mod duration;
 mod error;
+mod grpc;
 mod listener;
 mod matcher;
 pub mod metric_names;
@@ -39,6 +40,7 @@ pub use config::{
 pub use document::{Format, MAX_FILE_BYTES};
 pub use duration::{format_duration, parse_duration};
 pub use error::{known_list, ConfigError, FieldPath, Invalid, Location, Problem, Segment};
+pub use grpc::{GrpcCode, DEFAULT_GRPC_ERROR_CODES, GRPC_CODE_NAMES};
 pub use listener::{
     Listener, ListenerProtocol, ServerTls, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_CONNECTIONS,
@@ -48,7 +50,12 @@ pub use rollout::{
     Analysis, CustomCheck, FailureCounting, HookKind, MetricsSource, Rollout, Step, Strategy,
     Webhook,
 };
-pub use route::{Respond, Route, RouteTable, Sticky, DEFAULT_ROUTE_TIMEOUT, DEFAULT_UPGRADES};
+pub use route::{
+    BackendPolicy, Fault, FaultAbort, FaultDelay, HeaderModifier, Mirror, Percent, Respond,
+    Retries, RetryOn, Route, RouteTable, Sticky, StickyCookie, DEFAULT_RETRY_BUDGET_PERCENT,
+    DEFAULT_RETRY_MIN_PER_SECOND, DEFAULT_ROUTE_TIMEOUT, DEFAULT_STICKY_MAX_AGE, DEFAULT_UPGRADES,
+    MAX_FAULT_DELAY, MAX_RETRY_ATTEMPTS, UNMODIFIABLE_HEADERS,
+};
 pub use split::{Backend, Split, Weight, MAX_WEIGHT, WEIGHT_SCALE};
 pub use store::{Etcd, DEFAULT_ETCD_LEASE_TTL, MAX_ETCD_LEASE_TTL, MIN_ETCD_LEASE_TTL};
 pub use tokens::{Caller, Credential, Role, Secret, Tokens, MIN_TOKEN_LENGTH};

@@ -43,6 +43,44 @@ pub const UPSTREAM_OVERLOADED: &str = "sluice_upstream_overloaded_total";
 /// chain a TLS listener serves stops being valid (its earliest `notAfter`).
 pub const TLS_CERTIFICATE_EXPIRY: &str = "sluice_tls_certificate_expiry_seconds";
 
+/// `sluice_grpc_responses_total{route,backend,grpc_status}`: responses to gRPC requests
+/// (`content-type: application/grpc*`) with HTTP status 200, by their `grpc-status` name
+/// (`OK`, `UNAVAILABLE`, ...) from the headers or, after the body, the trailers. A response that
+/// ends without one counts as `UNKNOWN`. Counted when the status is known: at the response
+/// head for a trailers-only answer, at the end of the stream otherwise. At most 17 series per
+/// route and backend.
+pub const GRPC_RESPONSES: &str = "sluice_grpc_responses_total";
+/// `sluice_mirror_requests_total{route,upstream,code}`: answers to mirrored copies of a route's
+/// requests (then discarded), by HTTP status; copies that failed count as 502/504 like proxy
+/// errors.
+pub const MIRROR_REQUESTS: &str = "sluice_mirror_requests_total";
+/// Spells the mirror duration histogram's name once (see [`REQUEST_DURATION`]).
+macro_rules! mirror_duration {
+    () => {
+        "sluice_mirror_request_duration_seconds"
+    };
+}
+/// `sluice_mirror_request_duration_seconds{route,upstream}`: mirrored copy sent to mirror
+/// response headers, with [`DURATION_BUCKETS`].
+pub const MIRROR_DURATION: &str = mirror_duration!();
+/// The cumulative bucket series of [`MIRROR_DURATION`].
+pub const MIRROR_DURATION_BUCKET: &str = concat!(mirror_duration!(), "_bucket");
+/// `sluice_mirror_grpc_responses_total{route,upstream,grpc_status}`: like [`GRPC_RESPONSES`],
+/// for mirrored copies.
+pub const MIRROR_GRPC_RESPONSES: &str = "sluice_mirror_grpc_responses_total";
+/// `sluice_mirror_dropped_total{route,upstream,reason}`: copies not sent. `reason` is
+/// `overloaded` (the mirror's in-flight bound was reached), `body_too_large` (the request
+/// body exceeded the mirrored body bound) or `body_incomplete` (the body failed, or the client
+/// or the real upstream gave up before its end).
+pub const MIRROR_DROPPED: &str = "sluice_mirror_dropped_total";
+/// `sluice_retries_total{route,backend,result}`: retries of failed attempts. `result` is `ok`
+/// (the retry got a response that is not retried), `failed` (it failed too) or
+/// `budget_exhausted` (a retry was due but the route's budget had none left; not sent).
+pub const RETRIES: &str = "sluice_retries_total";
+/// `sluice_faults_injected_total{route,backend,kind}`: requests given an injected fault,
+/// `kind` `abort` or `delay`.
+pub const FAULTS_INJECTED: &str = "sluice_faults_injected_total";
+
 /// Label key of the route name.
 pub const LABEL_ROUTE: &str = "route";
 /// Label key of the backend (the upstream's name).
@@ -55,6 +93,12 @@ pub const LABEL_KIND: &str = "kind";
 pub const LABEL_RESULT: &str = "result";
 /// Label key of the listener name.
 pub const LABEL_LISTENER: &str = "listener";
+/// Label key of a gRPC status name.
+pub const LABEL_GRPC_STATUS: &str = "grpc_status";
+/// Label key of the mirror's upstream.
+pub const LABEL_UPSTREAM: &str = "upstream";
+/// Label key of a reason (mirror drops).
+pub const LABEL_REASON: &str = "reason";
 /// Label key of the endpoint address.
 pub const LABEL_ENDPOINT: &str = "endpoint";
 

@@ -110,6 +110,11 @@ pub struct RawRoute {
     pub backends: Option<Vec<RawBackend>>,
     pub upgrades: Option<Vec<String>>,
     pub respond: Option<RawRespond>,
+    pub mirror: Option<RawMirror>,
+    pub retries: Option<RawRetries>,
+    pub fault: Option<RawFault>,
+    pub request_headers: Option<RawHeaderModifier>,
+    pub response_headers: Option<RawHeaderModifier>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,12 +148,61 @@ pub struct RawValueMatch {
 pub struct RawSticky {
     pub header: Option<String>,
     pub cookie: Option<String>,
+    pub set_cookie: Option<bool>,
+    pub max_age: Option<Scalar>,
+}
+
+/// `routes[].mirror`: copy requests to another upstream, answers discarded.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMirror {
+    pub upstream: Option<String>,
+    pub percent: Option<Scalar>,
+}
+
+/// `routes[].retries`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRetries {
+    pub attempts: Option<Scalar>,
+    pub on: Option<Vec<Scalar>>,
+    pub budget_percent: Option<Scalar>,
+    pub min_per_second: Option<Scalar>,
+    pub methods: Option<Vec<String>>,
+}
+
+/// `routes[].fault` (and `routes[].backends[].fault`).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFault {
+    pub abort: Option<RawFaultAbort>,
+    pub delay: Option<RawFaultDelay>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFaultAbort {
+    pub status: Option<Scalar>,
+    pub percent: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFaultDelay {
+    pub duration: Option<Scalar>,
+    pub percent: Option<Scalar>,
+}
+
+/// `request_headers` / `response_headers` of a route or backend.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHeaderModifier {
+    pub set: Option<OrderedMap<String>>,
+    pub add: Option<OrderedMap<String>>,
+    pub remove: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawBackend {
     pub upstream: Option<String>,
     pub weight: Option<Scalar>,
+    pub fault: Option<RawFault>,
+    pub request_headers: Option<RawHeaderModifier>,
+    pub response_headers: Option<RawHeaderModifier>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +276,7 @@ pub struct RawAnalysis {
     pub failure_limit: Option<Scalar>,
     pub failure_counting: Option<String>,
     pub checks: Option<Vec<RawCheck>>,
+    pub grpc_error_codes: Option<Vec<Scalar>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

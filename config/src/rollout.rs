@@ -8,8 +8,9 @@ use serde::Serialize;
 use crate::address::Address;
 use crate::check::Checker;
 use crate::error::{known_list, FieldPath, Invalid};
+use crate::grpc::{GrpcCode, DEFAULT_GRPC_ERROR_CODES};
 use crate::raw::{RawAnalysis, RawCheck, RawMetrics, RawRollout, RawWebhook, Scalar};
-use crate::route::RouteTable;
+use crate::route::{Percent, RouteTable};
 use crate::split::Weight;
 use crate::upstream::{serialize_display_list, serialize_duration};
 
@@ -49,7 +50,8 @@ pub struct Rollout {
 pub struct Analysis {
     /// Canary requests needed in an interval for a verdict; fewer is inconclusive. Default 100.
     pub min_requests: u64,
-    /// Largest acceptable fraction of canary responses that are 5xx. Default 0.01.
+    /// Largest acceptable fraction of canary requests that failed (5xx, failovers, gRPC
+    /// statuses in `grpc_error_codes`). Default 0.01.
     pub max_error_rate: f64,
     /// Largest acceptable canary p95 latency; no latency check when absent.
     #[serde(serialize_with = "serialize_opt_duration")]
@@ -64,6 +66,9 @@ pub struct Analysis {
     pub failure_counting: FailureCounting,
     /// Extra PromQL checks, each evaluated over the interval.
     pub checks: Vec<CustomCheck>,
+    /// gRPC statuses that count as errors, like a 5xx, in the error rate. Default
+    /// [`DEFAULT_GRPC_ERROR_CODES`].
+    pub grpc_error_codes: Vec<GrpcCode>,
 }
 
 /// One step of a rollout.
@@ -73,6 +78,9 @@ pub enum Step {
     Weight(Weight),
     /// Hold (phase `paused`, reason approval) until `sluice-control approve`.
     Pause,
+    /// Only as the first step: the canary stays at 0% and one interval judges the route's
+    /// mirror of it (`routes[].mirror`), so no user reaches a canary that fails on copies.
+    Shadow,
 }
 
 /// How a rollout moves traffic.
@@ -165,7 +173,7 @@ impl Step {
     pub fn weight(self) -> Option<Weight> {
         match self {
             Self::Weight(w) => Some(w),
-            Self::Pause => None,
+            Self::Pause | Self::Shadow => None,
         }
     }
 }
@@ -175,6 +183,7 @@ impl Serialize for Step {
         match self {
             Self::Weight(w) => w.serialize(serializer),
             Self::Pause => serializer.serialize_str("pause"),
+            Self::Shadow => serializer.serialize_str("shadow"),
         }
     }
 }
@@ -183,6 +192,7 @@ impl<'de> serde::Deserialize<'de> for Step {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Scalar::deserialize(deserializer)? {
             Scalar::Str(s) if s == "pause" => Ok(Self::Pause),
+            Scalar::Str(s) if s == "shadow" => Ok(Self::Shadow),
             other => Weight::parse(&other)
                 .map(Self::Weight)
                 .map_err(serde::de::Error::custom),
@@ -354,6 +364,32 @@ fn compile_rollout(
             );
         }
     }
+    if let (Some(route), Some(canary), Some(steps)) = (route, &canary, &steps) {
+        if steps.first() == Some(&Step::Shadow) {
+            let route_name = &route.name;
+            let fix = match &route.mirror {
+                None => Some(format!(
+                    "give route \"{route_name}\" mirror: {{ upstream: {canary} }}"
+                )),
+                Some(m) if *m.name != **canary => Some(format!(
+                    "route \"{route_name}\" mirrors to \"{}\": make it mirror: {{ upstream: {canary} }}",
+                    m.name
+                )),
+                Some(m) if m.percent == Percent::default() => Some(format!(
+                    "route \"{route_name}\" mirrors 0% of its requests: give its mirror.percent above 0"
+                )),
+                Some(_) => None,
+            };
+            if let Some(fix) = fix {
+                check.report(
+                    path.key("steps").index(0),
+                    Invalid::Value(format!(
+                        "a shadow step judges the copies of the route's requests sent to the canary: {fix}, or remove the shadow step"
+                    )),
+                );
+            }
+        }
+    }
     let bake = check.count(&raw.bake, path.key("bake"), 0, 0);
     let webhooks = compile_webhooks(check, &raw.webhooks, path);
     let interval = check.positive_duration(&raw.interval, path.key("interval"), None);
@@ -409,12 +445,43 @@ fn compile_steps(
     let mut ok = true;
     let mut weights = Vec::new();
     let mut plan = Vec::new();
+    let shadow = matches!(raw.first(), Some(Scalar::Str(s)) if s == "shadow");
     for (i, value) in raw.iter().enumerate() {
-        if matches!(value, Scalar::Str(s) if s == "pause") {
+        if matches!(value, Scalar::Str(s) if s == "shadow") {
+            if i > 0 {
+                check.report(
+                    at.index(i),
+                    Invalid::Value(
+                        "shadow can only be the first step: move it to the front, e.g. [shadow, 5, 25, 100]"
+                            .into(),
+                    ),
+                );
+                ok = false;
+            } else if raw.len() == 1 {
+                check.report(
+                    at.index(i),
+                    Invalid::Value(
+                        "shadow judges the canary before users reach it: weights must follow it, e.g. [shadow, 5, 25, 100]"
+                            .into(),
+                    ),
+                );
+                ok = false;
+            }
+            plan.push(None);
+        } else if matches!(value, Scalar::Str(s) if s == "pause") {
             let first = i == 0;
             let last = i + 1 == raw.len();
             let doubled = matches!(raw.get(i + 1), Some(Scalar::Str(s)) if s == "pause");
-            if first || last || doubled {
+            if shadow && i == 1 {
+                check.report(
+                    at.index(i),
+                    Invalid::Value(
+                        "a pause step holds between two weights, not right after shadow: put it after the first weight, e.g. [shadow, 5, pause, 25, 100]"
+                            .into(),
+                    ),
+                );
+                ok = false;
+            } else if first || last || doubled {
                 check.report(
                     at.index(i),
                     Invalid::Value(
@@ -430,11 +497,20 @@ fn compile_steps(
             weights.push(value.clone());
         }
     }
+    if weights.is_empty() && !ok {
+        // Only pause or shadow steps: their own problem already says weights must follow.
+        return None;
+    }
     let weights = compile_weights(check, &Some(weights), path, &raw_indices(&plan))?;
     ok.then_some(())?;
     Some(
         plan.iter()
-            .map(|slot| slot.map_or(Step::Pause, |w| Step::Weight(weights[w])))
+            .enumerate()
+            .map(|(i, slot)| match slot {
+                Some(w) => Step::Weight(weights[*w]),
+                None if i == 0 && shadow => Step::Shadow,
+                None => Step::Pause,
+            })
             .collect(),
     )
 }
@@ -563,6 +639,7 @@ fn compile_analysis(
     };
     let failure_limit = check.count(&raw.failure_limit, path.key("failure_limit"), 2, 1);
     let checks = compile_checks(check, &raw.checks, &path.key("checks"));
+    let grpc_error_codes = compile_grpc_codes(check, &raw.grpc_error_codes, path);
     let counting = check.choice(
         &raw.failure_counting,
         path.key("failure_counting"),
@@ -580,7 +657,50 @@ fn compile_analysis(
             _ => FailureCounting::Consecutive,
         },
         checks: checks?,
+        grpc_error_codes: grpc_error_codes?,
     })
+}
+
+fn compile_grpc_codes(
+    check: &mut Checker<'_>,
+    raw: &Option<Vec<Scalar>>,
+    path: &FieldPath,
+) -> Option<Vec<GrpcCode>> {
+    let Some(raw) = raw else {
+        return Some(DEFAULT_GRPC_ERROR_CODES.to_vec());
+    };
+    let mut codes = Vec::new();
+    let mut ok = true;
+    for (i, value) in raw.iter().enumerate() {
+        let text = match value {
+            Scalar::Str(s) => s.clone(),
+            Scalar::Int(n) => n.to_string(),
+            other => other.to_string(),
+        };
+        match GrpcCode::parse(&text) {
+            Some(code) if code.number() == 0 => {
+                check.report(
+                    path.key("grpc_error_codes").index(i),
+                    Invalid::Value(format!(
+                        "{value} is OK, the success status: it cannot count as an error; remove it"
+                    )),
+                );
+                ok = false;
+            }
+            Some(code) if !codes.contains(&code) => codes.push(code),
+            Some(_) => {}
+            None => {
+                check.report(
+                    path.key("grpc_error_codes").index(i),
+                    Invalid::Value(format!(
+                        "{value} is not a gRPC status (a name such as UNAVAILABLE, or a number 0-16)"
+                    )),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(codes)
 }
 
 fn compile_checks(

@@ -12,9 +12,15 @@ use crate::matcher::{request_host, HostMatch, PathMatch, RequestHead, RouteMatch
 use crate::split::Split;
 
 mod compile;
+mod policy;
 
 pub(crate) use compile::compile_routes;
-pub use compile::{DEFAULT_ROUTE_TIMEOUT, DEFAULT_UPGRADES};
+pub use compile::{DEFAULT_ROUTE_TIMEOUT, DEFAULT_STICKY_MAX_AGE, DEFAULT_UPGRADES};
+pub use policy::{
+    BackendPolicy, Fault, FaultAbort, FaultDelay, HeaderModifier, Mirror, Percent, Retries,
+    RetryOn, DEFAULT_RETRY_BUDGET_PERCENT, DEFAULT_RETRY_MIN_PER_SECOND, MAX_FAULT_DELAY,
+    MAX_RETRY_ATTEMPTS, UNMODIFIABLE_HEADERS,
+};
 
 /// Consecutive routes sharing an exact-match key are indexed once there are this many;
 /// below it a plain scan is faster than hashing.
@@ -43,6 +49,18 @@ pub struct Route {
     /// names, version ignored); any other `Upgrade` offer is removed before forwarding.
     /// Default: `websocket` only.
     pub upgrades: Vec<Box<str>>,
+    /// Where copies of the route's requests go, if anywhere.
+    pub mirror: Option<Mirror>,
+    /// When failed attempts are tried again.
+    pub retries: Option<Arc<Retries>>,
+    /// Faults injected into the route's requests (a backend's own fault replaces it).
+    pub fault: Option<Arc<Fault>>,
+    /// Changes to every forwarded request's headers.
+    pub request_headers: Option<Arc<HeaderModifier>>,
+    /// Changes to every response's headers (proxy errors included).
+    pub response_headers: Option<Arc<HeaderModifier>>,
+    /// Per backend, in the split's order: its own fault and header changes.
+    pub backend_policies: Arc<[BackendPolicy]>,
 }
 
 /// A fixed answer given by the proxy itself (`respond: { status: 500 }`), e.g. for a Gateway
@@ -61,7 +79,18 @@ pub enum Sticky {
     /// The value of this request header.
     Header(HeaderName),
     /// The value of this cookie.
-    Cookie(String),
+    Cookie(StickyCookie),
+}
+
+/// A sticky cookie: its name, and whether clients without it are given one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StickyCookie {
+    /// The cookie's name.
+    pub name: String,
+    /// Give a client without the cookie a random key in `Set-Cookie`, and place it by that key.
+    pub set_cookie: bool,
+    /// `Max-Age` of a cookie sluice sets.
+    pub max_age: Duration,
 }
 
 /// All routes in file order plus the lookup index.
@@ -107,7 +136,7 @@ impl Sticky {
     pub fn key<'a>(&self, headers: &'a HeaderMap) -> Option<&'a [u8]> {
         match self {
             Self::Header(name) => headers.get(name).map(|v| v.as_bytes()),
-            Self::Cookie(name) => headers
+            Self::Cookie(StickyCookie { name, .. }) => headers
                 .get_all(http::header::COOKIE)
                 .iter()
                 .find_map(|value| {

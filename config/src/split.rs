@@ -101,7 +101,7 @@ impl fmt::Display for Weight {
 
 impl serde::Serialize for Weight {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.0 % WEIGHT_SCALE == 0 {
+        if self.0.is_multiple_of(WEIGHT_SCALE) {
             serializer.serialize_u64(self.0 / WEIGHT_SCALE)
         } else {
             serializer.serialize_f64(self.as_f64())

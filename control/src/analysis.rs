@@ -23,9 +23,10 @@ pub enum Verdict {
 pub struct Check {
     /// The verdict.
     pub verdict: Verdict,
-    /// Canary requests in the interval.
+    /// Canary requests in the interval (at a shadow step: copies mirrored to the canary).
     pub requests: f64,
-    /// Canary failure rate (5xx and failovers), when there were requests.
+    /// Canary failure rate (5xx, failovers and gRPC error statuses), when there were
+    /// requests.
     pub error_rate: Option<f64>,
     /// Canary p95 latency, seconds.
     pub p95: Option<f64>,

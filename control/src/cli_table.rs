@@ -29,7 +29,7 @@ pub fn render(status: &Status, now: u64) -> String {
         rows.push(vec![
             r.name.clone(),
             r.phase.as_str().to_string(),
-            format!("{}/{}", r.step, r.steps.len()),
+            r.step_label(),
             // Idle: the rollout sets no weight; sluice.yaml's is in force.
             if r.phase == Phase::Idle {
                 "-".into()
@@ -213,5 +213,29 @@ mod tests {
         let json = serde_json::to_string(&status).expect("encode");
         let back: Status = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, status);
+    }
+
+    #[test]
+    fn a_shadow_step_shows_as_shadow_at_0_percent() {
+        let mut rollout = crate::fixtures::rollout(FailureCounting::Consecutive);
+        rollout.steps.insert(0, sluice_config::Step::Shadow);
+        let state = RolloutState {
+            phase: Phase::Progressing,
+            ..RolloutState::default()
+        };
+        let shadowing = RolloutStatus::new(&rollout, &state, None, false);
+        let status = Status {
+            rollouts: vec![shadowing.clone()],
+            ..Status::default()
+        };
+        let table = render(&status, 1000);
+        assert_eq!(
+            table.lines().nth(1),
+            Some("myapp    progressing  shadow 1/7  0%      -         - (max 1.00%)  - (max 500ms)  -")
+        );
+        let first_weight = RolloutState { step: 1, ..state };
+        let past = RolloutStatus::new(&rollout, &first_weight, None, false);
+        assert_eq!((shadowing.shadow, past.shadow), (true, false));
+        assert_eq!(past.step_label(), "2/7");
     }
 }

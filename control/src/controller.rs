@@ -22,13 +22,15 @@ use crate::auth::Caller;
 use crate::measure::{Measured, Measurer, Plan};
 use crate::metrics::ControlMetrics;
 use crate::rollout::{
-    decide, next_is_last, refused, Action, Context, Decision, Event, Phase, Refusal, RolloutState,
+    decide, next_is_last, refused, shadowing, Action, Context, Decision, Event, Phase, Refusal,
+    RolloutState,
 };
 use crate::source::{MetricSource, PromQl, PrometheusSource, ScrapeSource};
 use crate::status::{RolloutStatus, Status};
 use crate::store::{FileStore, Store, StoreError, WriteError};
 use crate::webhook::{deliver, Payload};
 use crate::weights_file::Entry;
+use crate::window::Subject;
 
 /// How often the config file and the weights are looked at between checks.
 const POLL: Duration = Duration::from_secs(1);
@@ -200,7 +202,7 @@ fn render_query(
     (canary, stable): &(Option<String>, Option<String>),
 ) -> String {
     let millis = rollout.interval.as_millis();
-    let interval = if millis % 1000 == 0 {
+    let interval = if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")
@@ -452,8 +454,8 @@ impl Controller {
 
     /// What rollout `index`'s check of the interval that ends now needs: before the first
     /// step its gates (confirm-rollout and pre-rollout hooks, green health); afterwards the
-    /// traffic, the `rollout` hooks, confirm-promotion hooks before the last step, and the
-    /// custom queries.
+    /// traffic (at a shadow step: the canary's mirrored copies), the `rollout` hooks,
+    /// confirm-promotion hooks before the last step, and the custom queries.
     fn plan(&self, index: usize) -> Plan {
         let m = &self.managed[index];
         let r = &m.rollout;
@@ -465,7 +467,7 @@ impl Controller {
             .map(|url| PromQl::new(url, budget(r)));
         if m.state.gated {
             return Plan {
-                traffic: false,
+                traffic: None,
                 hooks: r
                     .webhooks
                     .iter()
@@ -480,8 +482,14 @@ impl Controller {
         }
         let confirm = next_is_last(r, &m.state);
         let versions = self.versions(index);
+        // A shadow step judges the route's copies to the canary, which has no users yet.
+        let canary = if shadowing(r, &m.state) {
+            Subject::Mirror
+        } else {
+            Subject::Backend
+        };
         Plan {
-            traffic: true,
+            traffic: Some(canary),
             hooks: r
                 .webhooks
                 .iter()
@@ -781,10 +789,12 @@ impl Controller {
         for rollout in &config.rollouts {
             let m = match previous.remove(&rollout.name) {
                 Some(mut m) => {
+                    // The metric source is built from these: a change needs a new one.
                     let measures_differently = m.rollout.metrics != rollout.metrics
                         || m.rollout.route != rollout.route
                         || m.rollout.stable != rollout.stable
-                        || m.rollout.canary != rollout.canary;
+                        || m.rollout.canary != rollout.canary
+                        || m.rollout.analysis.grpc_error_codes != rollout.analysis.grpc_error_codes;
                     m.rollout = rollout.clone();
                     if measures_differently {
                         let state = std::mem::take(&mut m.state);

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use sluice_config::{Analysis, FailureCounting, MetricsSource, Rollout, Step, Strategy, Weight};
+use sluice_config::{
+    Analysis, FailureCounting, MetricsSource, Rollout, Step, Strategy, Weight,
+    DEFAULT_GRPC_ERROR_CODES,
+};
 
 /// The thresholds of [`rollout`].
 pub(crate) fn analysis(counting: FailureCounting) -> Analysis {
@@ -16,6 +19,7 @@ pub(crate) fn analysis(counting: FailureCounting) -> Analysis {
         failure_limit: 2,
         failure_counting: counting,
         checks: Vec::new(),
+        grpc_error_codes: DEFAULT_GRPC_ERROR_CODES.to_vec(),
     }
 }
 

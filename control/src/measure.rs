@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::analysis::{CustomValue, GateResult};
 use crate::source::{now_seconds, MetricSource, PromQl};
 use crate::webhook::{deliver, Payload};
-use crate::window::Measurement;
+use crate::window::{Measurement, Subject};
 
 /// A rollout's measuring task. Dropping it ends the task.
 #[derive(Debug)]
@@ -22,8 +22,10 @@ pub struct Measurer {
 /// What one interval's check needs besides the traffic numbers.
 #[derive(Debug)]
 pub struct Plan {
-    /// Measure traffic (not before the first step: the canary has none yet).
-    pub traffic: bool,
+    /// Measure traffic, with the canary as this subject (its split traffic, or in a shadow
+    /// step the route's mirrored copies to it); `None` before the first step, when the canary
+    /// has no traffic yet.
+    pub traffic: Option<Subject>,
     /// Hooks whose answer the check depends on (confirm-rollout, pre-rollout, rollout,
     /// confirm-promotion), called first, concurrently.
     pub hooks: Vec<Webhook>,
@@ -173,14 +175,13 @@ async fn carry_out(source: &mut dyn MetricSource, plan: &Plan, budget: Duration)
         };
         gates.push(health);
     }
-    let result = if plan.traffic {
-        match tokio::time::timeout(budget, source.finish()).await {
+    let result = match plan.traffic {
+        Some(canary) => match tokio::time::timeout(budget, source.finish(canary)).await {
             Ok(Ok(measurement)) => Ok(measurement),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("measurement took longer than {budget:?}")),
-        }
-    } else {
-        Err("no traffic is measured before the first step".into())
+        },
+        None => Err("no traffic is measured before the first step".into()),
     };
     let time = now_seconds();
     let custom = match &plan.prometheus {

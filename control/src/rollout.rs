@@ -539,23 +539,45 @@ fn start(rollout: &Rollout, next: &mut RolloutState, message: String) -> Step {
     next.gated = false;
     let first = first_weight(rollout);
     next.canary_weight = first;
+    let entered = if shadowing(rollout, next) {
+        format!("canary 0%, {}", shadow_entry(rollout, 0))
+    } else {
+        format!("canary {first}% (step 1/{})", rollout.steps.len())
+    };
     Step {
         action: Action::Started,
-        message: format!(
-            "{message}; canary {first}% (step 1/{})",
-            rollout.steps.len()
-        ),
+        message: format!("{message}; {entered}"),
         write: Some(first),
     }
 }
 
-/// The weight of the first step (a rollout's first step is never a pause).
+/// The weight of the first step (a rollout's first step is never a pause; a shadow step
+/// keeps the canary at 0%).
 fn first_weight(rollout: &Rollout) -> Weight {
-    rollout
-        .steps
-        .first()
-        .and_then(|s| s.weight())
-        .unwrap_or(FULL)
+    match rollout.steps.first() {
+        Some(StepKind::Weight(weight)) => *weight,
+        Some(StepKind::Shadow) => NONE,
+        Some(StepKind::Pause) | None => FULL,
+    }
+}
+
+/// Whether the rollout in `state` is at a `shadow` step: the canary has 0% of users and the
+/// check judges the copies its route mirrors to it.
+pub fn shadowing(rollout: &Rollout, state: &RolloutState) -> bool {
+    matches!(state.phase, Phase::Progressing | Phase::Paused)
+        && !state.gated
+        && rollout.steps.get(state.step) == Some(&StepKind::Shadow)
+}
+
+/// How a decision says that the rollout entered the shadow step `step` (0-based).
+fn shadow_entry(rollout: &Rollout, step: usize) -> String {
+    format!(
+        "shadow step: the copies route {} mirrors to {} are judged (step {}/{})",
+        rollout.route,
+        rollout.canary,
+        step + 1,
+        rollout.steps.len()
+    )
 }
 
 /// What a gated start waits for, for messages.
@@ -583,6 +605,8 @@ fn open_gate(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Step {
             "{why}: switched, {} (green) takes {first}% in one write",
             rollout.canary
         )
+    } else if shadowing(rollout, next) {
+        format!("{why}: canary 0%, {}", shadow_entry(rollout, 0))
     } else {
         format!(
             "{why}: canary 0% -> {first}% (step 1/{})",
@@ -633,6 +657,19 @@ fn advance(rollout: &Rollout, next: &mut RolloutState, why: &str) -> Step {
                 action: Action::Paused,
                 message: format!("{why}; {reason}"),
                 write: None,
+            }
+        }
+        // Only a first step is a shadow (the config says so); were one later, it would take
+        // the users back off the canary while its mirror is judged.
+        StepKind::Shadow => {
+            next.canary_weight = NONE;
+            Step {
+                action: Action::Advanced,
+                message: format!(
+                    "{why}: canary {from}% -> 0%, {}",
+                    shadow_entry(rollout, next.step)
+                ),
+                write: Some(NONE),
             }
         }
         StepKind::Weight(weight) => {
@@ -686,11 +723,21 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step
     let rate = check.error_rate.map_or("-".into(), percent);
     let p95 = check.p95.map_or("-".into(), millis);
     let requests = check.requests.round();
+    // A shadow step's numbers are those of the copies mirrored to the canary.
+    let (what, inconclusive, traffic) = if shadowing(rollout, next) {
+        (
+            "shadow check",
+            "shadow check inconclusive",
+            "mirrored requests",
+        )
+    } else {
+        ("check", "inconclusive", "requests")
+    };
     match check.verdict {
         Verdict::Inconclusive => Step {
             action: Action::Held,
             message: format!(
-                "inconclusive: {}{}; holding at {}%",
+                "{inconclusive}: {}{}; holding at {}%",
                 check.reasons.join("; "),
                 custom_summary(check),
                 next.canary_weight
@@ -711,7 +758,7 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step
                 )
             } else {
                 format!(
-                    "check passed ({requests} requests, error rate {rate} <= {}, p95 {p95}{p95_limit}{})",
+                    "{what} passed ({requests} {traffic}, error rate {rate} <= {}, p95 {p95}{p95_limit}{})",
                     percent(analysis.max_error_rate),
                     custom_summary(check)
                 )
@@ -739,8 +786,8 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step
         }
         Verdict::Fail => {
             next.failures += 1;
-            let what = format!(
-                "check failed: {} ({requests} requests, error rate {rate}, p95 {p95}{})",
+            let failed = format!(
+                "{what} failed: {} ({requests} {traffic}, error rate {rate}, p95 {p95}{})",
                 check.reasons.join("; "),
                 custom_summary(check)
             );
@@ -751,7 +798,7 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step
                 Step {
                     action: Action::RolledBack,
                     message: format!(
-                        "{what}; {} of {} failures: rolled back, canary 0%",
+                        "{failed}; {} of {} failures: rolled back, canary 0%",
                         next.failures, analysis.failure_limit
                     ),
                     write: Some(NONE),
@@ -760,7 +807,7 @@ fn judge_step(rollout: &Rollout, next: &mut RolloutState, check: &Check) -> Step
                 Step {
                     action: Action::Failed,
                     message: format!(
-                        "{what}; {} of {} failures, holding at {}%",
+                        "{failed}; {} of {} failures, holding at {}%",
                         next.failures, analysis.failure_limit, next.canary_weight
                     ),
                     write: None,

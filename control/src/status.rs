@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_config::{known_list, Analysis, FailureCounting, Rollout, Step, Strategy, Weight};
 
-use crate::rollout::{CheckRecord, DecisionRecord, Phase, RolloutState};
+use crate::rollout::{shadowing, CheckRecord, DecisionRecord, Phase, RolloutState};
 
 /// Every rollout of the config, in file order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,8 +42,12 @@ pub struct RolloutStatus {
     pub phase: Phase,
     /// 1-based step (0 when idle).
     pub step: usize,
-    /// The steps: canary percentages and `pause` steps.
+    /// The steps: canary percentages, `pause` steps and a first `shadow` step.
     pub steps: Vec<Step>,
+    /// At a `shadow` step: the canary has 0% of users, and the checks judge the copies the
+    /// route mirrors to it.
+    #[serde(default)]
+    pub shadow: bool,
     /// Canary (step by step) or blue/green.
     pub strategy: Strategy,
     /// Waiting at a `pause` step for `approve`.
@@ -118,6 +122,7 @@ impl RolloutStatus {
                 state.step + 1
             },
             steps: rollout.steps.clone(),
+            shadow: shadowing(rollout, state),
             strategy: rollout.strategy,
             awaiting_approval: state.approval,
             gated: state.gated,
@@ -134,6 +139,16 @@ impl RolloutStatus {
             last_decision: state.history.last().cloned(),
             decisions: state.decisions,
             history: state.history.clone(),
+        }
+    }
+
+    /// The step as the CLI and the demo show it: `3/6`, or `shadow 1/6` at a shadow step.
+    pub fn step_label(&self) -> String {
+        let position = format!("{}/{}", self.step, self.steps.len());
+        if self.shadow {
+            format!("shadow {position}")
+        } else {
+            position
         }
     }
 }

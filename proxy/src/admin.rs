@@ -168,13 +168,28 @@ fn routes_json(snapshot: &Snapshot) -> Vec<Value> {
                 "timeout": route.timeout.map(sluice_config::format_duration),
                 "sticky": route.sticky.as_ref().map(|s| match s {
                     sluice_config::Sticky::Header(h) => json!({"header": h.as_str()}),
-                    sluice_config::Sticky::Cookie(c) => json!({"cookie": c}),
+                    sluice_config::Sticky::Cookie(c) => json!({
+                        "cookie": c.name,
+                        "set_cookie": c.set_cookie,
+                        "max_age": sluice_config::format_duration(c.max_age),
+                    }),
                 }),
-                "backends": route.split.backends().iter().zip(configured.split.backends()).map(|(b, c)| json!({
+                "mirror": route.mirror.as_ref().map(|m| json!({
+                    "upstream": &*m.name,
+                    "percent": m.percent.as_f64(),
+                })),
+                "retries": route.retries.as_ref().map(|r| json!({
+                    "attempts": r.attempts,
+                    "budget_percent": r.budget_percent,
+                    "min_per_second": r.min_per_second,
+                })),
+                "fault": route.fault.as_deref().map(fault_json),
+                "backends": route.split.backends().iter().zip(configured.split.backends()).enumerate().map(|(i, (b, c))| json!({
                     "upstream": &*b.name,
                     "weight": b.weight,
                     "configured_weight": c.weight,
                     "share": b.weight.hundredths() as f64 / route.split.total().max(1) as f64,
+                    "fault": route.backend_policies.get(i).and_then(|p| p.fault.as_deref()).map(fault_json),
                 })).collect::<Vec<_>>(),
                 "respond": route.respond.as_ref().map(|r| json!({
                     "status": r.status.as_u16(),
@@ -183,6 +198,17 @@ fn routes_json(snapshot: &Snapshot) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// A fault as `/config` shows it: what is injected into how many requests.
+fn fault_json(fault: &sluice_config::Fault) -> Value {
+    json!({
+        "abort": fault.abort.map(|a| json!({"status": a.status.as_u16(), "percent": a.percent.as_f64()})),
+        "delay": fault.delay.map(|d| json!({
+            "duration": sluice_config::format_duration(d.duration),
+            "percent": d.percent.as_f64(),
+        })),
+    })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

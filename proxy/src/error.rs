@@ -54,6 +54,18 @@ pub enum ProxyError {
     /// the route allows.
     #[error("upstream switched protocols without an allowed upgrade")]
     UnexpectedUpgrade,
+    /// An injected fault (`fault.abort`) answered the request with this status.
+    #[error("fault injected (routes[].fault.abort)")]
+    FaultAbort(StatusCode),
+}
+
+impl From<crate::body::ClientBodyError> for ProxyError {
+    fn from(error: crate::body::ClientBodyError) -> Self {
+        match error {
+            crate::body::ClientBodyError::Timeout(_) => Self::RequestBodyTimeout,
+            crate::body::ClientBodyError::Malformed(_) => Self::BadRequestBody,
+        }
+    }
 }
 
 impl From<crate::headers::BadRequest> for ProxyError {
@@ -79,6 +91,7 @@ impl ProxyError {
             }
             Self::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::FaultAbort(status) => *status,
         }
     }
 
@@ -96,6 +109,7 @@ impl ProxyError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Overloaded => "overloaded",
             Self::UnexpectedUpgrade => "unexpected_upgrade",
+            Self::FaultAbort(_) => "fault",
         }
     }
 
@@ -135,6 +149,11 @@ mod tests {
             (ProxyError::RequestBodyTimeout, 408, "request_body_timeout"),
             (ProxyError::Overloaded, 503, "overloaded"),
             (ProxyError::UnexpectedUpgrade, 502, "unexpected_upgrade"),
+            (
+                ProxyError::FaultAbort(StatusCode::IM_A_TEAPOT),
+                418,
+                "fault",
+            ),
         ];
         for (error, status, kind) in cases {
             assert_eq!(error.status().as_u16(), status);

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -13,18 +14,23 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sluice_config::{RequestHead, Respond, Route, Sticky, UpstreamProtocol};
+use sluice_config::{
+    BackendPolicy, Fault, RequestHead, Respond, Retries, Route, Sticky, StickyCookie,
+    UpstreamProtocol,
+};
 use tracing::debug;
 
-use crate::body::{BodyDone, RequestBody, ResponseBody};
+use crate::body::{count_grpc_status, BodyDone, RequestBody, ResponseBody};
 use crate::drain::{DrainWatch, OpenConnection};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::listener::{ConnectionLimit, OpenClient};
-use crate::metrics::BackendMetrics;
+use crate::metrics::{BackendMetrics, FaultKind, RetryResult};
+use crate::mirror::{MirrorHead, MIRROR_MAX_BODY};
+use crate::retry::{retries_error, retries_status, RetryBudget, RETRY_MAX_BODY};
 use crate::routing::Routing;
-use crate::snapshot::{BackendRuntime, Snapshot};
-use crate::upstream::{Endpoint, Lease};
+use crate::snapshot::{BackendRuntime, RouteRuntime, Snapshot};
+use crate::upstream::{Endpoint, Lease, Upstream};
 
 /// Everything the request path needs, shared by all connections.
 #[derive(Debug)]
@@ -51,10 +57,38 @@ thread_local! {
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
 }
 
-/// A fast per-thread random number: the split roll, the P2C pair, request ids.
+/// A fast per-thread random number: the split roll, the P2C pair, request ids, fault and
+/// mirror shares.
 #[inline]
-fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     RNG.with(|rng| rng.borrow_mut().next_u64())
+}
+
+/// What a request ended up with, filled in as the route and backend are chosen: the metrics
+/// it is recorded under, and what the response still needs (header changes, a sticky cookie).
+struct Chosen<'s> {
+    metrics: &'s Arc<BackendMetrics>,
+    route: Option<&'s Route>,
+    backend: Option<usize>,
+    set_cookie: Option<HeaderValue>,
+}
+
+impl Chosen<'_> {
+    /// The response's header changes (the backend's, then the route's) and sticky cookie.
+    fn finish(self, response: &mut Response<ResponseBody>) {
+        if let Some(route) = self.route {
+            let backend = self.backend.and_then(|b| route.backend_policies.get(b));
+            if let Some(modifier) = backend.and_then(|p| p.response_headers.as_deref()) {
+                modifier.apply(response.headers_mut());
+            }
+            if let Some(modifier) = route.response_headers.as_deref() {
+                modifier.apply(response.headers_mut());
+            }
+        }
+        if let Some(cookie) = self.set_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
 }
 
 impl Proxy {
@@ -75,15 +109,24 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, Infallible> {
         let start = Instant::now();
         let snapshot = self.routing.snapshot();
-        let mut labels = &*snapshot.unrouted;
-        let outcome = self
-            .route_and_forward(&snapshot, &downstream, req, start, &mut labels)
-            .await;
-        let response = match outcome {
-            Ok(response) => response,
-            Err(error) => error_response(labels, &error),
+        let mut chosen = Chosen {
+            metrics: &snapshot.unrouted,
+            route: None,
+            backend: None,
+            set_cookie: None,
         };
-        labels.record(response.status().as_u16(), start.elapsed().as_secs_f64());
+        let outcome = self
+            .route_and_forward(&snapshot, &downstream, req, start, &mut chosen)
+            .await;
+        let mut response = match outcome {
+            Ok(response) => response,
+            Err(error) => error_response(chosen.metrics, &error),
+        };
+        chosen
+            .metrics
+            .record(response.status().as_u16(), start.elapsed().as_secs_f64());
+        count_grpc_status(&mut response, chosen.metrics);
+        chosen.finish(&mut response);
         Ok(response)
     }
 
@@ -93,7 +136,7 @@ impl Proxy {
         downstream: &Downstream,
         req: Request<Incoming>,
         start: Instant,
-        labels: &mut &'s BackendMetrics,
+        chosen: &mut Chosen<'s>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         headers::check_framing(req.headers())?;
         if req.method() == Method::CONNECT {
@@ -106,12 +149,13 @@ impl Proxy {
             headers: req.headers(),
         };
         let (route_index, route) = snapshot.table.find(&head).ok_or(ProxyError::NoRoute)?;
+        chosen.route = Some(route);
         if let Some(respond) = &route.respond {
             if let Some(Some(answered)) = snapshot.respond_metrics.get(route_index) {
-                *labels = answered;
+                chosen.metrics = answered;
             }
             debug!(
-                route = labels.route(),
+                route = chosen.metrics.route(),
                 status = respond.status.as_u16(),
                 "fixed response"
             );
@@ -119,34 +163,63 @@ impl Proxy {
         }
         let backends = &snapshot.routes[route_index];
         let split = &route.split;
-        let roll = match route.sticky.as_ref().and_then(|s| s.key(req.headers())) {
-            Some(key) => split.roll_from(Sticky::hash(key)),
+        let roll = match &route.sticky {
             None => split.roll_from(random()),
+            Some(sticky) => match sticky.key(req.headers()) {
+                Some(key) => split.roll_from(Sticky::hash(key)),
+                None => match sticky {
+                    Sticky::Cookie(cookie) if cookie.set_cookie => {
+                        let key = sticky_key();
+                        chosen.set_cookie = Some(set_cookie(cookie, &key));
+                        split.roll_from(Sticky::hash(key.as_bytes()))
+                    }
+                    _ => split.roll_from(random()),
+                },
+            },
         };
-        let chosen = split.pick(roll);
-        *labels = &backends[chosen].metrics;
-        let endpoint = match backends[chosen].upstream.pick(random(), start) {
+        let mut picked = split.pick(roll);
+        chosen.backend = Some(picked);
+        chosen.metrics = &backends[picked].metrics;
+        let endpoint = match backends[picked].upstream.pick(random(), start) {
             Some(endpoint) => endpoint,
             None => {
-                let (other, endpoint) = failover(split, backends, chosen, start)?;
-                backends[chosen].metrics.failover();
-                *labels = &backends[other].metrics;
+                let (other, endpoint) = failover(split, backends, picked, start)?;
+                backends[picked].metrics.failover();
+                picked = other;
+                chosen.backend = Some(other);
+                chosen.metrics = &backends[other].metrics;
                 endpoint
             }
         };
-        self.forward(downstream, endpoint, req, start, route, labels)
+        let policy = route.backend_policies.get(picked);
+        if let Some(fault) = policy
+            .and_then(|p| p.fault.as_deref())
+            .or(route.fault.as_deref())
+        {
+            let deadline = route.timeout.map(|t| tokio::time::Instant::from(start + t));
+            inject(fault, chosen.metrics, deadline).await?;
+        }
+        let target = Target {
+            route,
+            policy,
+            backend: &backends[picked],
+            upstream_index: split.backends()[picked].upstream,
+            runtime: &snapshot.route_runtime[route_index],
+        };
+        self.forward(downstream, &target, endpoint, req, start)
             .await
     }
 
-    async fn forward(
+    async fn forward<'s>(
         &self,
         downstream: &Downstream,
-        endpoint: &Arc<Endpoint>,
+        target: &Target<'s>,
+        endpoint: &'s Arc<Endpoint>,
         req: Request<Incoming>,
         start: Instant,
-        route: &Route,
-        labels: &BackendMetrics,
     ) -> Result<Response<ResponseBody>, ProxyError> {
+        let route = target.route;
+        let labels = &*target.backend.metrics;
         let (mut parts, body) = req.into_parts();
         // Only an upgrade the route allows, over HTTP/1.1 both ways, becomes a tunnel; any other
         // `Upgrade` offer (h2c above all) is removed and the request forwarded as a plain one.
@@ -161,36 +234,68 @@ impl Proxy {
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
         headers::add_forwarded(&mut parts.headers, &downstream.client_ip, downstream.https);
         headers::ensure_request_id(&mut parts.headers, random);
-        retarget(&mut parts, endpoint)?;
-        let body_done = (!http_body::Body::is_end_stream(&body)).then(BodyDone::default);
-        let req = Request::from_parts(
-            parts,
-            RequestBody::new(body, self.body_idle_timeout, body_done.clone()),
-        );
-
-        let sent = endpoint.send(req, body_done.clone(), start);
-        let sent = match route.timeout {
-            Some(timeout) => match tokio::time::timeout_at((start + timeout).into(), sent).await {
-                Ok(result) => result,
-                // Still uploading when time ran out: the client is slow, not the upstream.
-                Err(_) if body_done.is_some_and(|d| !d.is_done()) => {
-                    Err(ProxyError::RequestBodyTimeout)
-                }
-                Err(_) => Err(ProxyError::Timeout),
-            },
-            None => sent.await,
+        if let Some(modifier) = route.request_headers.as_deref() {
+            modifier.apply(&mut parts.headers);
+        }
+        // The copy looks like the request the route forwards, before any backend's changes.
+        let mirror = match &target.runtime.mirror {
+            Some(mirror) if !upgrade => mirror
+                .admit(target.upstream_index)
+                .map(|permit| (permit, MirrorHead::of(&parts))),
+            _ => None,
         };
-        let (mut response, mut lease) = match sent {
-            Ok(answer) => answer,
-            Err(error) => {
-                if let Some(kind) = error.upstream_kind() {
-                    endpoint.count_error(kind);
-                    endpoint.record_outcome(false);
+        if let Some(modifier) = target.policy.and_then(|p| p.request_headers.as_deref()) {
+            modifier.apply(&mut parts.headers);
+        }
+        let deadline = route.timeout.map(|t| tokio::time::Instant::from(start + t));
+        let retries = match (&route.retries, &target.runtime.budget) {
+            (Some(retries), Some(budget)) => {
+                budget.deposit(start);
+                let replayable = http_body::Body::size_hint(&body)
+                    .exact()
+                    .is_some_and(|n| n <= RETRY_MAX_BODY);
+                (!upgrade && replayable && retries.allows_method(&parts.method))
+                    .then_some((&**retries, &**budget))
+            }
+            _ => None,
+        };
+        let sent = match retries {
+            Some((retries, budget)) => {
+                let body = RequestBody::new(body, self.body_idle_timeout, None);
+                let body = within(deadline, body.into_bytes())
+                    .await
+                    .map_err(|_| ProxyError::RequestBodyTimeout)?
+                    .map_err(ProxyError::from)?;
+                if let Some((permit, head)) = mirror {
+                    permit.spawn(
+                        head,
+                        RequestBody::buffered(body.clone()).tee(MIRROR_MAX_BODY),
+                    );
                 }
-                debug!(route = labels.route(), backend = labels.backend(), endpoint = endpoint.label(), %error, "upstream failed");
-                return Err(error);
+                let attempts = Attempts {
+                    retries,
+                    budget,
+                    labels,
+                    upstream: &target.backend.upstream,
+                    deadline,
+                    start,
+                };
+                attempts.run(endpoint, &parts, body).await
+            }
+            None => {
+                let body_done = (!http_body::Body::is_end_stream(&body)).then(BodyDone::default);
+                let mut body = RequestBody::new(body, self.body_idle_timeout, body_done.clone());
+                if let Some((permit, head)) = mirror {
+                    permit.spawn(head, body.tee(MIRROR_MAX_BODY));
+                }
+                retarget(&mut parts, endpoint)?;
+                let req = Request::from_parts(parts, body);
+                send(endpoint, req, body_done, start, deadline, labels)
+                    .await
+                    .map(|answer| (answer, endpoint))
             }
         };
+        let ((mut response, mut lease), endpoint) = sent?;
         let status = response.status();
         if status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
             // Switching protocols on a request that offered no (allowed) upgrade: relaying it
@@ -204,7 +309,6 @@ impl Proxy {
             );
             return Err(ProxyError::UnexpectedUpgrade);
         }
-        endpoint.record_outcome(!status.is_server_error());
         debug!(
             route = labels.route(),
             backend = labels.backend(),
@@ -238,6 +342,171 @@ impl Proxy {
     }
 }
 
+/// Where a request goes once its route and backend are chosen.
+struct Target<'s> {
+    route: &'s Route,
+    policy: Option<&'s BackendPolicy>,
+    backend: &'s BackendRuntime,
+    /// The backend's upstream index in the config.
+    upstream_index: usize,
+    runtime: &'s RouteRuntime,
+}
+
+/// The attempts of a request whose route retries and whose body is held in memory.
+struct Attempts<'a> {
+    retries: &'a Retries,
+    budget: &'a RetryBudget,
+    labels: &'a BackendMetrics,
+    upstream: &'a Upstream,
+    deadline: Option<tokio::time::Instant>,
+    start: Instant,
+}
+
+impl<'a> Attempts<'a> {
+    /// Sends the request, and again (to another endpoint when there is one) after each
+    /// failure the route retries, while attempts and budget last. Only complete response
+    /// heads are looked at, so nothing has reached the client yet.
+    async fn run(
+        &self,
+        first: &'a Arc<Endpoint>,
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> Result<((Response<Incoming>, Lease), &'a Arc<Endpoint>), ProxyError> {
+        let mut endpoint = first;
+        let mut tried = 0;
+        loop {
+            let mut head = copy_head(parts);
+            retarget(&mut head, endpoint)?;
+            let req = Request::from_parts(head, RequestBody::buffered(body.clone()));
+            let result = send(endpoint, req, None, self.start, self.deadline, self.labels).await;
+            let again = match &result {
+                Ok((response, _)) => retries_status(self.retries, response.status()),
+                Err(error) => retries_error(self.retries, error),
+            };
+            if tried > 0 {
+                self.labels.retry(if again {
+                    RetryResult::Failed
+                } else {
+                    RetryResult::Ok
+                });
+            }
+            if !again || tried >= self.retries.attempts {
+                return result.map(|answer| (answer, endpoint));
+            }
+            if !self.budget.try_withdraw(Instant::now()) {
+                self.labels.retry(RetryResult::BudgetExhausted);
+                return result.map(|answer| (answer, endpoint));
+            }
+            tried += 1;
+            let now = Instant::now();
+            match self.upstream.pick_other(random(), now, endpoint) {
+                Some(next) => endpoint = next,
+                None => return result.map(|answer| (answer, endpoint)),
+            }
+            debug!(
+                route = self.labels.route(),
+                backend = self.labels.backend(),
+                endpoint = endpoint.label(),
+                attempt = tried + 1,
+                "retrying"
+            );
+        }
+    }
+}
+
+/// Sends one attempt and waits (until `deadline`) for its response head. A failure the
+/// upstream is to blame for is counted against the endpoint.
+async fn send(
+    endpoint: &Arc<Endpoint>,
+    req: Request<RequestBody>,
+    body_done: Option<BodyDone>,
+    start: Instant,
+    deadline: Option<tokio::time::Instant>,
+    labels: &BackendMetrics,
+) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    let sent = within(deadline, endpoint.send(req, body_done.clone(), start))
+        .await
+        .unwrap_or_else(|_| {
+            // Still uploading when time ran out: the client is slow, not the upstream.
+            if body_done.is_some_and(|d| !d.is_done()) {
+                Err(ProxyError::RequestBodyTimeout)
+            } else {
+                Err(ProxyError::Timeout)
+            }
+        });
+    match &sent {
+        Ok((response, _)) => endpoint.record_outcome(!response.status().is_server_error()),
+        Err(error) => {
+            if let Some(kind) = error.upstream_kind() {
+                endpoint.count_error(kind);
+                endpoint.record_outcome(false);
+            }
+            debug!(route = labels.route(), backend = labels.backend(), endpoint = endpoint.label(), %error, "upstream failed");
+        }
+    }
+    sent
+}
+
+/// `future`, or `Err` once `deadline` (if any) has passed.
+async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, future).await,
+        None => Ok(future.await),
+    }
+}
+
+/// A copy of a request head for another attempt (extensions are not copied: a request with
+/// an upgrade is never retried).
+fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.version_mut() = parts.version;
+    *head.headers_mut() = parts.headers.clone();
+    head.into_parts().0
+}
+
+/// Applies a route's or backend's fault to one request: a delay first, then maybe an abort
+/// (answered with the fault's status, counted under the backend like any answer). The route
+/// timeout counts from arrival, delay included: a delay past it ends the request there, with a
+/// 504 the upstream, which never saw the request, is not blamed for.
+async fn inject(
+    fault: &Fault,
+    labels: &BackendMetrics,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(), ProxyError> {
+    if let Some(delay) = fault.delay.filter(|d| d.percent.hits(random())) {
+        labels.fault(FaultKind::Delay);
+        within(deadline, tokio::time::sleep(delay.duration))
+            .await
+            .map_err(|_| ProxyError::Timeout)?;
+    }
+    if let Some(abort) = fault.abort.filter(|a| a.percent.hits(random())) {
+        labels.fault(FaultKind::Abort);
+        return Err(ProxyError::FaultAbort(abort.status));
+    }
+    Ok(())
+}
+
+/// A new random sticky key: 128 bits, in hex.
+fn sticky_key() -> String {
+    format!("{:016x}{:016x}", random(), random())
+}
+
+/// The `Set-Cookie` that gives a client its sticky key.
+fn set_cookie(cookie: &StickyCookie, key: &str) -> HeaderValue {
+    let value = format!(
+        "{}={key}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+        cookie.name,
+        cookie.max_age.as_secs()
+    );
+    // The name is a validated token and the key hex digits: always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 /// The chosen backend has no healthy endpoint: its share goes to the route's other backends
 /// by weight, or, when they all weigh 0 (e.g. stable after `promote --full`), to any of them
 /// that is healthy, rather than failing the request.
@@ -264,7 +533,10 @@ fn failover<'s>(
 /// target carries an authority (absolute-form, HTTP/2 `:authority`) that authority is the host
 /// (RFC 9112 §3.2.2; [`headers::check_host`] has refused a `Host` that differs from it). A
 /// request without any host (HTTP/1.0) gets the endpoint's address, as nginx does.
-fn retarget(parts: &mut http::request::Parts, endpoint: &Endpoint) -> Result<(), ProxyError> {
+pub(crate) fn retarget(
+    parts: &mut http::request::Parts,
+    endpoint: &Endpoint,
+) -> Result<(), ProxyError> {
     // `None`: the `Host` header is the authority, as it is.
     let authority = match (parts.uri.authority(), parts.headers.get(header::HOST)) {
         (Some(authority), _) => Some(authority.clone()),

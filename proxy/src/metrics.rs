@@ -12,11 +12,13 @@ use metrics_exporter_prometheus::{
 
 pub use sluice_config::metric_names::{
     ACTIVE_CONNECTIONS, BACKEND_FAILOVERS, CONFIG_GENERATION, CONFIG_RELOADS, CONNECTIONS_REJECTED,
-    DURATION_BUCKETS, ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_KIND,
-    LABEL_LISTENER, LABEL_RESULT, LABEL_ROUTE, REQUESTS_TOTAL, REQUEST_DURATION,
-    ROUTE_BACKEND_WEIGHT, STORE_CONNECTED, TLS_CERTIFICATE_EXPIRY, UPSTREAM_ERRORS,
-    UPSTREAM_OVERLOADED,
+    DURATION_BUCKETS, ENDPOINT_HEALTHY, FAULTS_INJECTED, GRPC_RESPONSES, LABEL_BACKEND, LABEL_CODE,
+    LABEL_ENDPOINT, LABEL_GRPC_STATUS, LABEL_KIND, LABEL_LISTENER, LABEL_REASON, LABEL_RESULT,
+    LABEL_ROUTE, LABEL_UPSTREAM, MIRROR_DROPPED, MIRROR_DURATION, MIRROR_GRPC_RESPONSES,
+    MIRROR_REQUESTS, REQUESTS_TOTAL, REQUEST_DURATION, RETRIES, ROUTE_BACKEND_WEIGHT,
+    STORE_CONNECTED, TLS_CERTIFICATE_EXPIRY, UPSTREAM_ERRORS, UPSTREAM_OVERLOADED,
 };
+use sluice_config::{GrpcCode, GRPC_CODE_NAMES};
 
 /// The recorder of one proxy instance plus its handle for rendering. Not installed globally:
 /// each instance (and each in-process test proxy) has its own.
@@ -25,6 +27,7 @@ pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
     backends: Mutex<HashMap<RouteBackend, Arc<BackendMetrics>>>,
+    mirrors: Mutex<HashMap<RouteBackend, Arc<BackendMetrics>>>,
     upstream_errors: Mutex<HashMap<Arc<str>, Arc<UpstreamErrorCounters>>>,
     reloads_ok: Counter,
     reloads_error: Counter,
@@ -34,15 +37,82 @@ pub struct Metrics {
 /// A `(route, backend)` label pair.
 type RouteBackend = (Arc<str>, Arc<str>);
 
-/// Handles for one route/backend pair, resolved once per config generation.
+/// Handles for one route/backend pair (or, for mirrored copies, one route/mirror upstream
+/// pair), resolved once per config generation. Counters that most routes never use (gRPC
+/// statuses, retries, faults, mirror drops) are registered on first use, so they appear only
+/// where they happen.
 #[derive(Debug)]
 pub struct BackendMetrics {
     route: Arc<str>,
     backend: Arc<str>,
+    family: &'static Family,
     duration: Histogram,
     failovers: Counter,
     codes: StatusCounters,
+    grpc: [OnceLock<Counter>; GRPC_CODE_NAMES.len()],
+    /// `ok`, `failed`, `budget_exhausted`.
+    retries: [OnceLock<Counter>; 3],
+    /// `abort`, `delay`.
+    faults: [OnceLock<Counter>; 2],
+    /// Mirror drops: `overloaded`, `body_too_large`, `body_incomplete`.
+    dropped: [OnceLock<Counter>; 3],
     recorder: Arc<PrometheusRecorder>,
+}
+
+/// The metric names and target label of a [`BackendMetrics`]: real traffic by backend, or
+/// mirrored copies by mirror upstream.
+#[derive(Debug)]
+struct Family {
+    requests: &'static str,
+    duration: &'static str,
+    grpc: &'static str,
+    target_label: &'static str,
+}
+
+static REAL: Family = Family {
+    requests: REQUESTS_TOTAL,
+    duration: REQUEST_DURATION,
+    grpc: GRPC_RESPONSES,
+    target_label: LABEL_BACKEND,
+};
+
+static MIRRORED: Family = Family {
+    requests: MIRROR_REQUESTS,
+    duration: MIRROR_DURATION,
+    grpc: MIRROR_GRPC_RESPONSES,
+    target_label: LABEL_UPSTREAM,
+};
+
+/// The `result` of a counted retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryResult {
+    /// The retry got an answer that is not retried.
+    Ok,
+    /// The retry failed too.
+    Failed,
+    /// A retry was due but the route's budget had none left: not sent.
+    BudgetExhausted,
+}
+
+/// The `kind` of an injected fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Answered with the fault's status instead of being forwarded.
+    Abort,
+    /// Held before being forwarded.
+    Delay,
+}
+
+/// Why a mirrored copy was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MirrorDrop {
+    /// The mirror already had its bound of copies in flight.
+    Overloaded,
+    /// The request body exceeded the mirrored body bound.
+    BodyTooLarge,
+    /// The request body never ended: it failed, or the client or the real upstream gave up
+    /// before its end.
+    BodyIncomplete,
 }
 
 /// `sluice_upstream_errors_total` handles of one backend, one per kind.
@@ -71,6 +141,9 @@ impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(MIRROR_DURATION.into()), &DURATION_BUCKETS)
+            })
             .map(PrometheusBuilder::build_recorder)
             // The bucket list is a non-empty constant, the only thing that can fail here.
             .expect("duration buckets are non-empty");
@@ -85,6 +158,7 @@ impl Metrics {
             recorder: Arc::new(recorder),
             handle,
             backends: Mutex::default(),
+            mirrors: Mutex::default(),
             upstream_errors: Mutex::default(),
             reloads_ok,
             reloads_error,
@@ -105,18 +179,44 @@ impl Metrics {
 
     /// The handles for `route`/`backend`, shared by every generation that has the pair.
     pub fn backend(&self, route: &Arc<str>, backend: &Arc<str>) -> Arc<BackendMetrics> {
-        let mut map = self.backends.lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry((route.clone(), backend.clone()))
+        self.handles(&self.backends, &REAL, route, backend)
+    }
+
+    /// The handles for the copies `route` mirrors to `upstream` (`sluice_mirror_*`).
+    pub fn mirror(&self, route: &Arc<str>, upstream: &Arc<str>) -> Arc<BackendMetrics> {
+        self.handles(&self.mirrors, &MIRRORED, route, upstream)
+    }
+
+    fn handles(
+        &self,
+        map: &Mutex<HashMap<RouteBackend, Arc<BackendMetrics>>>,
+        family: &'static Family,
+        route: &Arc<str>,
+        target: &Arc<str>,
+    ) -> Arc<BackendMetrics> {
+        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry((route.clone(), target.clone()))
             .or_insert_with(|| {
-                let labels = [(LABEL_ROUTE, &**route), (LABEL_BACKEND, &**backend)];
+                let labels = [(LABEL_ROUTE, &**route), (family.target_label, &**target)];
                 Arc::new(BackendMetrics {
                     route: route.clone(),
-                    backend: backend.clone(),
+                    backend: target.clone(),
+                    family,
                     duration: self
                         .recorder
-                        .register_histogram(&key(REQUEST_DURATION, &labels), &metadata()),
-                    failovers: register_counter(&self.recorder, BACKEND_FAILOVERS, &labels),
+                        .register_histogram(&key(family.duration, &labels), &metadata()),
+                    // Mirrored copies never fail over: the counter is registered for real
+                    // traffic only.
+                    failovers: if std::ptr::eq(family, &REAL) {
+                        register_counter(&self.recorder, BACKEND_FAILOVERS, &labels)
+                    } else {
+                        Counter::noop()
+                    },
                     codes: StatusCounters::default(),
+                    grpc: Default::default(),
+                    retries: Default::default(),
+                    faults: Default::default(),
+                    dropped: Default::default(),
                     recorder: self.recorder.clone(),
                 })
             })
@@ -244,6 +344,62 @@ impl BackendMetrics {
         self.failovers.increment(1);
     }
 
+    /// Counts a gRPC response's status (`sluice_grpc_responses_total`, or the mirror's).
+    pub fn grpc_status(&self, code: GrpcCode) {
+        let slot = usize::from(code.number());
+        self.grpc[slot]
+            .get_or_init(|| self.counter(self.family.grpc, LABEL_GRPC_STATUS, code.name()))
+            .increment(1);
+    }
+
+    /// Counts a retry (`sluice_retries_total`).
+    pub fn retry(&self, result: RetryResult) {
+        let (slot, name) = match result {
+            RetryResult::Ok => (0, "ok"),
+            RetryResult::Failed => (1, "failed"),
+            RetryResult::BudgetExhausted => (2, "budget_exhausted"),
+        };
+        self.retries[slot]
+            .get_or_init(|| self.counter(RETRIES, LABEL_RESULT, name))
+            .increment(1);
+    }
+
+    /// Counts an injected fault (`sluice_faults_injected_total`).
+    pub fn fault(&self, kind: FaultKind) {
+        let (slot, name) = match kind {
+            FaultKind::Abort => (0, "abort"),
+            FaultKind::Delay => (1, "delay"),
+        };
+        self.faults[slot]
+            .get_or_init(|| self.counter(FAULTS_INJECTED, LABEL_KIND, name))
+            .increment(1);
+    }
+
+    /// Counts a mirrored copy not sent (`sluice_mirror_dropped_total`).
+    pub fn mirror_dropped(&self, why: MirrorDrop) {
+        let (slot, name) = match why {
+            MirrorDrop::Overloaded => (0, "overloaded"),
+            MirrorDrop::BodyTooLarge => (1, "body_too_large"),
+            MirrorDrop::BodyIncomplete => (2, "body_incomplete"),
+        };
+        self.dropped[slot]
+            .get_or_init(|| self.counter(MIRROR_DROPPED, LABEL_REASON, name))
+            .increment(1);
+    }
+
+    /// A counter labelled with this pair plus `label="value"`.
+    fn counter(&self, name: &'static str, label: &'static str, value: &str) -> Counter {
+        register_counter(
+            &self.recorder,
+            name,
+            &[
+                (LABEL_ROUTE, &self.route),
+                (self.family.target_label, &self.backend),
+                (label, value),
+            ],
+        )
+    }
+
     /// The route label.
     pub fn route(&self) -> &str {
         &self.route
@@ -256,18 +412,7 @@ impl BackendMetrics {
 
     #[inline]
     fn count_status(&self, status: u16) {
-        let register = || {
-            let code = status.to_string();
-            register_counter(
-                &self.recorder,
-                REQUESTS_TOTAL,
-                &[
-                    (LABEL_ROUTE, &self.route),
-                    (LABEL_BACKEND, &self.backend),
-                    (LABEL_CODE, &code),
-                ],
-            )
-        };
+        let register = || self.counter(self.family.requests, LABEL_CODE, &status.to_string());
         match COMMON_CODES.iter().position(|c| *c == status) {
             Some(slot) => self.codes.common[slot].get_or_init(register).increment(1),
             None => self
@@ -353,6 +498,30 @@ fn describe(recorder: &PrometheusRecorder) {
             BACKEND_FAILOVERS,
             "Requests sent to another backend because this one had no healthy endpoint.",
         ),
+        (
+            GRPC_RESPONSES,
+            "Responses to gRPC requests with HTTP status 200, by grpc-status (headers or trailers).",
+        ),
+        (
+            MIRROR_REQUESTS,
+            "Answers to mirrored copies of requests (discarded), by route, mirror upstream and status.",
+        ),
+        (
+            MIRROR_GRPC_RESPONSES,
+            "Answers to mirrored copies of gRPC requests with HTTP status 200, by grpc-status.",
+        ),
+        (
+            MIRROR_DROPPED,
+            "Mirrored copies not sent, by reason (overloaded, body_too_large, body_incomplete).",
+        ),
+        (
+            RETRIES,
+            "Retries of failed attempts by result (ok, failed, budget_exhausted).",
+        ),
+        (
+            FAULTS_INJECTED,
+            "Requests given an injected fault, by kind (abort, delay).",
+        ),
     ];
     for (name, help) in counters {
         recorder.describe_counter(name.into(), None, help.into());
@@ -387,6 +556,12 @@ fn describe(recorder: &PrometheusRecorder) {
         REQUEST_DURATION.into(),
         Some(Unit::Seconds),
         "Time from request start to response headers, by route and backend.".into(),
+    );
+    recorder.describe_histogram(
+        MIRROR_DURATION.into(),
+        Some(Unit::Seconds),
+        "Time from sending a mirrored copy to its response headers, by route and mirror upstream."
+            .into(),
     );
 }
 

@@ -204,7 +204,7 @@ async fn housekeeping(metrics: Arc<Metrics>, routing: Arc<Routing>, mut drain: D
         for endpoint in routing.snapshot().endpoints() {
             endpoint.housekeeping(now);
         }
-        if ticks % 5 == 0 {
+        if ticks.is_multiple_of(5) {
             metrics.run_upkeep();
         }
     }

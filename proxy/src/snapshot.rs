@@ -12,6 +12,8 @@ use sluice_config::{
 };
 
 use crate::metrics::{BackendMetrics, Metrics};
+use crate::mirror::{MirrorRuntime, MIRROR_POOL_SUFFIX};
+use crate::retry::RetryBudget;
 use crate::tls::{client_config, TlsError};
 use crate::upstream::{
     Breaker, Connector, Endpoint, EndpointSettings, Probe, ProbeTarget, Upstream,
@@ -33,8 +35,12 @@ pub struct Snapshot {
     /// Per route (same order as `table`): the metrics of a `respond` route's own answers,
     /// counted under `backend=""`; `None` for routes that forward.
     pub respond_metrics: Vec<Option<Arc<BackendMetrics>>>,
+    /// Per route (same order as `table`): its retry budget and mirror.
+    pub route_runtime: Vec<RouteRuntime>,
     /// Upstreams in config order.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// The mirrors' own pools of the upstreams routes mirror to, by upstream index.
+    pub mirror_upstreams: Vec<(usize, Arc<Upstream>)>,
     /// Metrics of requests that matched no route.
     pub unrouted: Arc<BackendMetrics>,
     /// When it was published.
@@ -48,6 +54,15 @@ pub struct BackendRuntime {
     pub upstream: Arc<Upstream>,
     /// The route/backend metric handles.
     pub metrics: Arc<BackendMetrics>,
+}
+
+/// What a route keeps at run time besides its backends.
+#[derive(Clone, Debug, Default)]
+pub struct RouteRuntime {
+    /// The retry budget, when the route retries.
+    pub budget: Option<Arc<RetryBudget>>,
+    /// Where copies of its requests go, when it mirrors.
+    pub mirror: Option<Arc<MirrorRuntime>>,
 }
 
 /// Endpoints alive in some generation, by everything that makes one distinct. Only reloads
@@ -106,7 +121,19 @@ impl Snapshot {
     ) -> Result<Self, SnapshotError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         let mut probes = Vec::new();
-        for upstream in &config.upstreams {
+        let mirrored: Vec<usize> = {
+            let mut m: Vec<usize> = config
+                .routes
+                .routes()
+                .iter()
+                .filter_map(|r| r.mirror.as_ref().map(|m| m.upstream))
+                .collect();
+            m.sort_unstable();
+            m.dedup();
+            m
+        };
+        let mut mirror_upstreams = Vec::with_capacity(mirrored.len());
+        for (index, upstream) in config.upstreams.iter().enumerate() {
             let connector = Arc::new(match &upstream.tls {
                 None => Connector::plain(upstream.connect_timeout),
                 Some(tls) => {
@@ -120,66 +147,17 @@ impl Snapshot {
                     Connector::tls(upstream.connect_timeout, client, name)
                 }
             });
-            let errors = metrics.upstream_errors(&upstream.name);
-            let breaker = registry.breaker(&upstream.name, || {
-                Breaker::new(
-                    upstream.max_connections,
-                    upstream.max_pending_requests,
-                    metrics.upstream_overloaded(&upstream.name),
-                )
-            });
-            breaker.set_limits(upstream.max_connections, upstream.max_pending_requests);
-            let endpoints = upstream
-                .endpoints
-                .iter()
-                .map(|address| {
-                    let probe = registry.probe(&upstream.name, address, || {
-                        Probe::new(
-                            upstream.name.clone(),
-                            address.to_string().into(),
-                            upstream.health_check.is_some(),
-                            metrics.endpoint_healthy(&upstream.name, &address.to_string()),
-                        )
-                    });
-                    let target = upstream.health_check.as_ref().map(|check| ProbeTarget {
-                        check: check.clone(),
-                        address: address.clone(),
-                        protocol: upstream.protocol,
-                        connector: connector.clone(),
-                        authority: upstream
-                            .tls
-                            .as_ref()
-                            .and_then(|tls| tls.server_name.clone())
-                            .unwrap_or_else(|| address.to_string()),
-                    });
-                    probes.push((probe.clone(), target));
-                    let key = EndpointKey {
-                        backend: upstream.name.clone(),
-                        address: address.clone(),
-                        protocol: upstream.protocol,
-                        connect_timeout: upstream.connect_timeout,
-                        tls: upstream.tls.clone(),
-                        outlier: outlier_key(&upstream.outlier_detection),
-                    };
-                    let endpoint = registry.get_or_create(key, || {
-                        Endpoint::new(EndpointSettings {
-                            address: address.clone(),
-                            backend: upstream.name.clone(),
-                            protocol: upstream.protocol,
-                            connector: connector.clone(),
-                            outlier: upstream.outlier_detection,
-                            probe,
-                            healthy_gauge: metrics
-                                .endpoint_healthy(&upstream.name, &address.to_string()),
-                            errors: errors.clone(),
-                            breaker: breaker.clone(),
-                        })
-                    });
-                    endpoint.set_connector(connector.clone());
-                    endpoint
-                })
-                .collect();
-            upstreams.push(Arc::new(Upstream::new(upstream.name.clone(), endpoints)));
+            let build = UpstreamBuild {
+                upstream,
+                connector: &connector,
+                registry,
+                metrics,
+            };
+            upstreams.push(build.endpoints(&upstream.name, &mut probes));
+            if mirrored.binary_search(&index).is_ok() {
+                let pool: Arc<str> = format!("{}{MIRROR_POOL_SUFFIX}", upstream.name).into();
+                mirror_upstreams.push((index, build.endpoints(&pool, &mut Vec::new())));
+            }
         }
         // Once every upstream is built: a config refused half-way changes no health check.
         for (probe, target) in probes {
@@ -202,6 +180,27 @@ impl Snapshot {
                     .collect()
             })
             .collect();
+        let route_runtime = table
+            .routes()
+            .iter()
+            .map(|route| RouteRuntime {
+                budget: route
+                    .retries
+                    .as_deref()
+                    .map(|r| Arc::new(RetryBudget::new(r))),
+                mirror: route.mirror.as_ref().and_then(|mirror| {
+                    let (_, pool) = mirror_upstreams
+                        .iter()
+                        .find(|(index, _)| *index == mirror.upstream)?;
+                    Some(Arc::new(MirrorRuntime::new(
+                        mirror,
+                        pool.clone(),
+                        metrics.mirror(&route.name, &mirror.name),
+                        route.timeout,
+                    )))
+                }),
+            })
+            .collect();
         let empty: Arc<str> = Arc::from("");
         let respond_metrics = table
             .routes()
@@ -221,7 +220,9 @@ impl Snapshot {
             table,
             routes,
             respond_metrics,
+            route_runtime,
             upstreams,
+            mirror_upstreams,
             built_at: SystemTime::now(),
         })
     }
@@ -236,15 +237,20 @@ impl Snapshot {
             weights,
             routes: self.routes.clone(),
             respond_metrics: self.respond_metrics.clone(),
+            route_runtime: self.route_runtime.clone(),
             upstreams: self.upstreams.clone(),
+            mirror_upstreams: self.mirror_upstreams.clone(),
             unrouted: self.unrouted.clone(),
             built_at: SystemTime::now(),
         }
     }
 
-    /// Every endpoint of this generation.
+    /// Every endpoint of this generation, the mirrors' own pools included.
     pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
-        self.upstreams.iter().flat_map(|u| u.endpoints().iter())
+        self.upstreams
+            .iter()
+            .chain(self.mirror_upstreams.iter().map(|(_, u)| u))
+            .flat_map(|u| u.endpoints().iter())
     }
 
     /// `(route, backend, weight)` for every backend of every route.
@@ -256,6 +262,100 @@ impl Snapshot {
                 .iter()
                 .map(move |b| (&*route.name, &*b.name, b.weight.as_f64()))
         })
+    }
+}
+
+/// What building one upstream's endpoints needs.
+struct UpstreamBuild<'a> {
+    upstream: &'a sluice_config::Upstream,
+    connector: &'a Arc<Connector>,
+    registry: &'a EndpointRegistry,
+    metrics: &'a Metrics,
+}
+
+impl UpstreamBuild<'_> {
+    /// The upstream's endpoints in a pool named `pool`: the upstream's own name for real
+    /// traffic, another for a mirror's copies (own connections, own `max_connections` and
+    /// outlier state; active health checks and error counters shared with the upstream).
+    /// Health probes to configure are pushed to `probes`.
+    fn endpoints(
+        &self,
+        pool: &Arc<str>,
+        probes: &mut Vec<(Arc<Probe>, Option<ProbeTarget>)>,
+    ) -> Arc<Upstream> {
+        let Self {
+            upstream,
+            connector,
+            registry,
+            metrics,
+        } = self;
+        let real = *pool == upstream.name;
+        let errors = metrics.upstream_errors(&upstream.name);
+        let breaker = registry.breaker(pool, || {
+            Breaker::new(
+                upstream.max_connections,
+                upstream.max_pending_requests,
+                metrics.upstream_overloaded(&upstream.name),
+            )
+        });
+        breaker.set_limits(upstream.max_connections, upstream.max_pending_requests);
+        let endpoints = upstream
+            .endpoints
+            .iter()
+            .map(|address| {
+                let probe = registry.probe(&upstream.name, address, || {
+                    Probe::new(
+                        upstream.name.clone(),
+                        address.to_string().into(),
+                        upstream.health_check.is_some(),
+                        metrics.endpoint_healthy(&upstream.name, &address.to_string()),
+                    )
+                });
+                let target = upstream.health_check.as_ref().map(|check| ProbeTarget {
+                    check: check.clone(),
+                    address: address.clone(),
+                    protocol: upstream.protocol,
+                    connector: (*connector).clone(),
+                    authority: upstream
+                        .tls
+                        .as_ref()
+                        .and_then(|tls| tls.server_name.clone())
+                        .unwrap_or_else(|| address.to_string()),
+                });
+                if real {
+                    probes.push((probe.clone(), target));
+                }
+                let key = EndpointKey {
+                    backend: pool.clone(),
+                    address: address.clone(),
+                    protocol: upstream.protocol,
+                    connect_timeout: upstream.connect_timeout,
+                    tls: upstream.tls.clone(),
+                    outlier: outlier_key(&upstream.outlier_detection),
+                };
+                let endpoint = registry.get_or_create(key, || {
+                    Endpoint::new(EndpointSettings {
+                        address: address.clone(),
+                        backend: upstream.name.clone(),
+                        protocol: upstream.protocol,
+                        connector: (*connector).clone(),
+                        outlier: upstream.outlier_detection,
+                        probe,
+                        // One series per endpoint address: the real pool's endpoint owns it.
+                        healthy_gauge: if real {
+                            metrics.endpoint_healthy(&upstream.name, &address.to_string())
+                        } else {
+                            metrics::Gauge::noop()
+                        },
+                        errors: errors.clone(),
+                        breaker: breaker.clone(),
+                    })
+                });
+                endpoint.set_connector((*connector).clone());
+                endpoint
+            })
+            .collect();
+        Arc::new(Upstream::new(upstream.name.clone(), endpoints))
     }
 }
 

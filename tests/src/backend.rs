@@ -1,5 +1,5 @@
 //! A test upstream on `127.0.0.1:0`: counts requests and accepted connections, answers with
-//! its name, and can be told to fail, be slow, stream, echo, or upgrade.
+//! its name, and can be told to fail, be slow, stream, echo, upgrade, or drop connections.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -33,6 +33,13 @@ pub enum Behavior {
     ErrorRate(f64),
     /// Never answer (the connection stays open).
     Hang,
+    /// Close the connection without answering for this fraction of requests, any path
+    /// (pseudo-random but reproducible: drawn from the request's arrival number), as a crashing
+    /// upstream does; answer the others as usual.
+    Reset(f64),
+    /// Close the connection without answering the 1st, (n+1)th, (2n+1)th... request, any path:
+    /// `ResetEvery(1)` drops them all, `ResetEvery(2)` every other one, starting with the first.
+    ResetEvery(u64),
 }
 
 /// A running test upstream. Stops when dropped.
@@ -50,6 +57,10 @@ pub struct Backend {
 struct State {
     name: String,
     hits: AtomicU64,
+    /// Requests received, answered or dropped.
+    received: AtomicU64,
+    /// Requests whose connection was closed without an answer.
+    resets: AtomicU64,
     connections: AtomicU64,
     behavior: Mutex<Behavior>,
     last_headers: Mutex<Option<HeaderMap>>,
@@ -58,6 +69,19 @@ struct State {
     paths: Mutex<HashMap<String, (u64, HeaderMap)>>,
     /// Paths answered with a fixed status whatever the behavior (a failing `/health`).
     path_status: Mutex<HashMap<String, u16>>,
+    /// Per header name: requests that carried it (names are few, so this stays small).
+    header_hits: Mutex<HashMap<http::HeaderName, u64>>,
+    /// Every request to `/upload`, as received.
+    uploads: Mutex<Vec<Upload>>,
+}
+
+/// A request body received on `/upload`, with the request's headers.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
 }
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -77,12 +101,16 @@ impl Backend {
         let state = Arc::new(State {
             name: name.to_string(),
             hits: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             behavior: Mutex::new(Behavior::Ok),
             last_headers: Mutex::new(None),
             last_version: Mutex::new(None),
             paths: Mutex::new(HashMap::new()),
             path_status: Mutex::new(HashMap::new()),
+            header_hits: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(Vec::new()),
         });
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let served = state.clone();
@@ -99,7 +127,12 @@ impl Backend {
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(state.answer(req).await) }
+                        async move {
+                            if state.drops_next() {
+                                return Err(Dropped);
+                            }
+                            Ok(state.answer(req).await)
+                        }
                     });
                     match acceptor {
                         None => {
@@ -129,6 +162,12 @@ impl Backend {
     /// Requests answered so far (all paths).
     pub fn hits(&self) -> u64 {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose connection was closed without an answer ([`Behavior::Reset`]); not in
+    /// [`Backend::hits`].
+    pub fn resets(&self) -> u64 {
+        self.state.resets.load(Ordering::SeqCst)
     }
 
     /// TCP connections accepted so far.
@@ -166,6 +205,29 @@ impl Backend {
             .unwrap_or_else(PoisonError::into_inner)
             .get(path)
             .map_or(0, |(hits, _)| *hits)
+    }
+
+    /// Requests answered so far that carried header `name` (any value, all paths).
+    pub fn hits_with_header(&self, name: &str) -> u64 {
+        let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else {
+            return 0;
+        };
+        self.state
+            .header_hits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The requests received on `/upload` so far, in arrival order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.state
+            .uploads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The headers of the most recent request for `path`.
@@ -209,6 +271,31 @@ impl Drop for Backend {
 }
 
 impl State {
+    /// Whether the request just received is dropped (its connection closed, no answer).
+    fn drops_next(&self) -> bool {
+        let n = self.received.fetch_add(1, Ordering::SeqCst) + 1;
+        let behavior = self
+            .behavior
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let dropped = match behavior {
+            Behavior::Reset(rate) => {
+                let draw = xxhash_rust::xxh3::xxh3_64_with_seed(
+                    &n.to_le_bytes(),
+                    xxhash_rust::xxh3::xxh3_64(self.name.as_bytes()),
+                );
+                (draw as f64) < rate * u64::MAX as f64
+            }
+            Behavior::ResetEvery(every) => (n - 1).is_multiple_of(every.max(1)),
+            _ => false,
+        };
+        if dropped {
+            self.resets.fetch_add(1, Ordering::SeqCst);
+        }
+        dropped
+    }
+
     async fn answer(&self, mut req: Request<Incoming>) -> Response<BoxBody> {
         let n = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
         *self
@@ -226,6 +313,15 @@ impl State {
             let entry = paths.entry(path.clone()).or_default();
             entry.0 += 1;
             entry.1 = req.headers().clone();
+        }
+        {
+            let mut seen = self
+                .header_hits
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for name in req.headers().keys() {
+                *seen.entry(name.clone()).or_default() += 1;
+            }
         }
         let fixed = self
             .path_status
@@ -283,8 +379,10 @@ impl State {
                 });
                 self.respond(StatusCode::OK, BodyExt::boxed(channel_body(rx)))
             }
-            // Reads the whole body; answers with its length and xxh3 checksum.
+            // Reads the whole body (kept, see `uploads`); answers with its length and xxh3
+            // checksum.
             "/upload" => {
+                let headers = req.headers().clone();
                 let body = req
                     .into_body()
                     .collect()
@@ -296,6 +394,10 @@ impl State {
                     body.len(),
                     xxhash_rust::xxh3::xxh3_64(&body)
                 );
+                self.uploads
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Upload { headers, body });
                 self.respond(StatusCode::OK, full(text))
             }
             // A body followed by trailers (gRPC-style).
@@ -346,7 +448,7 @@ impl State {
                     }
                     Behavior::ErrorRate(rate) => {
                         let every = (1.0 / rate.max(1e-9)).round().max(1.0) as u64;
-                        if n % every == 0 {
+                        if n.is_multiple_of(every) {
                             self.respond(
                                 StatusCode::INTERNAL_SERVER_ERROR,
                                 full(format!("{} 500\n", self.name)),
@@ -358,6 +460,9 @@ impl State {
                     Behavior::Hang => {
                         std::future::pending::<()>().await;
                         unreachable!("pending never resolves")
+                    }
+                    Behavior::Reset(_) | Behavior::ResetEvery(_) => {
+                        self.respond(StatusCode::OK, full(format!("{}\n", self.name)))
                     }
                 }
             }
@@ -373,6 +478,18 @@ impl State {
         response
     }
 }
+
+/// The service error that makes hyper close the connection without answering.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
 
 fn full(text: String) -> BoxBody {
     BodyExt::boxed(Full::new(Bytes::from(text)))

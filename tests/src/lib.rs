@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod etcd;
+pub mod grpc;
 pub mod hooks;
 pub mod load;
 pub mod metrics;

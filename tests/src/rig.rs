@@ -93,12 +93,22 @@ impl Rig {
     /// list items; `{targets}` is replaced by [`Rig::targets`]). `canary_version` is the
     /// canary upstream's version.
     pub fn write_config(&self, rollouts: &str, canary_version: &str) {
-        let text = format!(
+        self.write_config_text(&self.config_text(rollouts, canary_version));
+    }
+
+    /// The text [`Rig::write_config`] writes, for a test to edit before
+    /// [`Rig::write_config_text`] (a fault on the canary, say).
+    pub fn config_text(&self, rollouts: &str, canary_version: &str) -> String {
+        format!(
             "{}{}control:\n  admin: 127.0.0.1:0\n  state: control-state.json\nrollouts:\n{}",
             base_config(&self.stable, &self.canary, canary_version, &self.ports),
             self.extra,
             rollouts.replace("{targets}", &self.targets())
-        );
+        )
+    }
+
+    /// Writes `text` as `sluice.yaml`.
+    pub fn write_config_text(&self, text: &str) {
         std::fs::write(self.dir.path().join("sluice.yaml"), text).expect("write config");
     }
 

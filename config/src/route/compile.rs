@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, StatusCode};
 
-use super::{Respond, Route, RouteTable, Sticky};
+use super::policy::{
+    compile_fault, compile_header_modifier, compile_mirror, compile_retries, BackendPolicy,
+};
+use super::{Respond, Route, RouteTable, Sticky, StickyCookie};
 use crate::check::Checker;
 use crate::error::{known_list, FieldPath, Invalid};
 use crate::matcher::{full_match_regex, HostMatch, PathMatch, RouteMatch, ValueMatch};
@@ -17,6 +20,9 @@ use crate::upstream::Upstream;
 
 /// A route's timeout when none is given (Envoy's default too).
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `Max-Age` of a sticky cookie sluice sets, when the route gives none (Flagger's default).
+pub const DEFAULT_STICKY_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The upgrades a route allows when it names none.
 pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
@@ -59,11 +65,12 @@ pub(crate) fn compile_routes(
             None => Some(None),
             Some(s) => compile_sticky(check, s, &path.key("sticky")).map(Some),
         };
-        let (split, respond) = match (&route.respond, &route.backends) {
-            (None, _) => (
-                compile_backends(check, &route.backends, &path, upstreams, declared),
-                Some(None),
-            ),
+        let (split, respond, backend_policies) = match (&route.respond, &route.backends) {
+            (None, _) => {
+                let (split, policies) =
+                    compile_backends(check, &route.backends, &path, upstreams, declared);
+                (split, Some(None), policies)
+            }
             (Some(respond), None) => {
                 if route.sticky.is_some() {
                     check.report(
@@ -71,9 +78,25 @@ pub(crate) fn compile_routes(
                         Invalid::Value("a respond route has no backends to stick to".into()),
                     );
                 }
+                // A fault is injected once a backend is picked: a respond route never gets there.
+                for (field, present) in [
+                    ("mirror", route.mirror.is_some()),
+                    ("retries", route.retries.is_some()),
+                    ("fault", route.fault.is_some()),
+                ] {
+                    if present {
+                        check.report(
+                            path.key(field),
+                            Invalid::Value(format!(
+                                "a respond route forwards nothing: remove {field}"
+                            )),
+                        );
+                    }
+                }
                 (
                     Some(Split::default()),
                     compile_respond(check, respond, &path.key("respond")).map(Some),
+                    Some(Vec::new()),
                 )
             }
             (Some(_), Some(_)) => {
@@ -81,10 +104,26 @@ pub(crate) fn compile_routes(
                     path.clone(),
                     Invalid::Value("give either backends or respond, not both".into()),
                 );
-                (None, None)
+                (None, None, None)
             }
         };
         let upgrades = compile_upgrades(check, &route.upgrades, &path.key("upgrades"));
+        let mirror = compile_mirror(
+            check,
+            &route.mirror,
+            &path.key("mirror"),
+            upstreams,
+            declared,
+        );
+        let retries = compile_retries(check, &route.retries, &path.key("retries"));
+        let fault = compile_fault(check, &route.fault, &path.key("fault"));
+        let request_headers =
+            compile_header_modifier(check, &route.request_headers, &path.key("request_headers"));
+        let response_headers = compile_header_modifier(
+            check,
+            &route.response_headers,
+            &path.key("response_headers"),
+        );
         if let (
             Some(name),
             Some(matches),
@@ -93,8 +132,27 @@ pub(crate) fn compile_routes(
             Some(split),
             Some(respond),
             Some(upgrades),
-        ) = (name, matches, timeout, sticky, split, respond, upgrades)
-        {
+            Some(backend_policies),
+            Some(mirror),
+            Some(retries),
+            Some(fault),
+            Some(request_headers),
+            Some(response_headers),
+        ) = (
+            name,
+            matches,
+            timeout,
+            sticky,
+            split,
+            respond,
+            upgrades,
+            backend_policies,
+            mirror,
+            retries,
+            fault,
+            request_headers,
+            response_headers,
+        ) {
             routes.push(Route {
                 name: name.into(),
                 matches,
@@ -103,6 +161,12 @@ pub(crate) fn compile_routes(
                 split,
                 respond,
                 upgrades,
+                mirror,
+                retries,
+                fault,
+                request_headers,
+                response_headers,
+                backend_policies: backend_policies.into(),
             });
         }
     }
@@ -341,10 +405,45 @@ fn compile_sticky(check: &mut Checker<'_>, raw: &RawSticky, path: &FieldPath) ->
                 }
             }
         }
-        (None, Some(cookie)) if !cookie.trim().is_empty() => Some(Sticky::Cookie(cookie.clone())),
-        (None, Some(_)) => {
-            check.report(path.key("cookie"), Invalid::Empty("cookie"));
-            None
+        (None, Some(cookie)) => {
+            let is_token = !cookie.is_empty()
+                && cookie
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !is_token {
+                check.report(
+                    path.key("cookie"),
+                    Invalid::Value(format!(
+                        "{cookie:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+                    )),
+                );
+            }
+            let max_age = check
+                .positive_duration(
+                    &raw.max_age,
+                    path.key("max_age"),
+                    Some(DEFAULT_STICKY_MAX_AGE),
+                )
+                .filter(|max_age| {
+                    // `Max-Age` counts whole seconds; a rounded-down 0 would delete the cookie.
+                    let whole = max_age.subsec_nanos() == 0;
+                    if !whole {
+                        check.report(
+                            path.key("max_age"),
+                            Invalid::Value(format!(
+                                "Max-Age counts whole seconds: give e.g. 30s, 90m or 24h, got {}",
+                                raw.max_age.as_ref().map(Scalar::to_string).unwrap_or_default()
+                            )),
+                        );
+                    }
+                    whole
+                });
+            Some(Sticky::Cookie(StickyCookie {
+                name: cookie.clone(),
+                set_cookie: raw.set_cookie.unwrap_or(false),
+                max_age: max_age?,
+            }))
+            .filter(|_| is_token)
         }
         _ => {
             check.report(
@@ -354,6 +453,26 @@ fn compile_sticky(check: &mut Checker<'_>, raw: &RawSticky, path: &FieldPath) ->
             None
         }
     }
+    .filter(|sticky| {
+        let mut cookie_only = false;
+        if matches!(sticky, Sticky::Header(_)) {
+            for (field, given) in [
+                ("set_cookie", raw.set_cookie.is_some()),
+                ("max_age", raw.max_age.is_some()),
+            ] {
+                if given {
+                    check.report(
+                        path.key(field),
+                        Invalid::Value(format!(
+                            "{field} applies to a sticky cookie, not a header: remove it, or stick by cookie instead of header"
+                        )),
+                    );
+                    cookie_only = true;
+                }
+            }
+        }
+        !cookie_only
+    })
 }
 
 fn compile_backends(
@@ -362,13 +481,48 @@ fn compile_backends(
     route_path: &FieldPath,
     upstreams: &[Upstream],
     declared: &[&str],
-) -> Option<Split> {
-    let raw = check.required(raw, route_path, "backends")?;
+) -> (Option<Split>, Option<Vec<BackendPolicy>>) {
+    let Some(raw) = check.required(raw, route_path, "backends") else {
+        return (None, None);
+    };
     let path = route_path.key("backends");
     if raw.is_empty() {
         check.report(path, Invalid::Empty("backends"));
-        return None;
+        return (None, None);
     }
+    let mut policies = Some(Vec::with_capacity(raw.len()));
+    for (i, backend) in raw.iter().enumerate() {
+        let at = path.index(i);
+        let fault = compile_fault(check, &backend.fault, &at.key("fault"));
+        let request_headers =
+            compile_header_modifier(check, &backend.request_headers, &at.key("request_headers"));
+        let response_headers = compile_header_modifier(
+            check,
+            &backend.response_headers,
+            &at.key("response_headers"),
+        );
+        match (fault, request_headers, response_headers, &mut policies) {
+            (Some(fault), Some(request_headers), Some(response_headers), Some(list)) => {
+                list.push(BackendPolicy {
+                    fault,
+                    request_headers,
+                    response_headers,
+                })
+            }
+            _ => policies = None,
+        }
+    }
+    let split = compile_split(check, raw, &path, upstreams, declared);
+    (split, policies)
+}
+
+fn compile_split(
+    check: &mut Checker<'_>,
+    raw: &[RawBackend],
+    path: &FieldPath,
+    upstreams: &[Upstream],
+    declared: &[&str],
+) -> Option<Split> {
     let mut ok = true;
     let mut seen = HashMap::new();
     let mut backends = Vec::new();
@@ -423,7 +577,7 @@ fn compile_backends(
     }
     // Checked apart from the backends' upstreams so it is reported even when one is invalid.
     if weights_ok && !any_positive {
-        check.report(path, Invalid::AllWeightsZero);
+        check.report(path.clone(), Invalid::AllWeightsZero);
         return None;
     }
     if !ok {
@@ -432,7 +586,7 @@ fn compile_backends(
     match Split::new(backends) {
         Ok(split) => Some(split),
         Err(kind) => {
-            check.report(path, kind);
+            check.report(path.clone(), kind);
             None
         }
     }

@@ -24,6 +24,12 @@ fn route(name: &str, matches: RouteMatch) -> Route {
         split: split(),
         respond: None,
         upgrades: Vec::new(),
+        mirror: None,
+        retries: None,
+        fault: None,
+        request_headers: None,
+        response_headers: None,
+        backend_policies: Arc::from([BackendPolicy::default()]),
     }
 }
 
@@ -280,9 +286,21 @@ fn sticky_keys_from_header_and_cookie() {
         .expect("request");
     let by_header = Sticky::Header(HeaderName::from_static("x-user-id"));
     assert_eq!(by_header.key(req.headers()), Some(&b"42"[..]));
-    let by_cookie = Sticky::Cookie("session".into());
+    let by_cookie = Sticky::Cookie(StickyCookie {
+        name: "session".into(),
+        set_cookie: false,
+        max_age: DEFAULT_STICKY_MAX_AGE,
+    });
     assert_eq!(by_cookie.key(req.headers()), Some(&b"abc"[..]));
-    assert_eq!(Sticky::Cookie("missing".into()).key(req.headers()), None);
+    assert_eq!(
+        Sticky::Cookie(StickyCookie {
+            name: "missing".into(),
+            set_cookie: false,
+            max_age: DEFAULT_STICKY_MAX_AGE
+        })
+        .key(req.headers()),
+        None
+    );
     assert_eq!(Sticky::hash(b"42"), Sticky::hash(b"42"));
     assert_ne!(Sticky::hash(b"42"), Sticky::hash(b"43"));
 }

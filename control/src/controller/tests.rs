@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::source::{BoxFuture, MeasureError};
 use crate::store::MemoryStore;
-use crate::window::{BackendWindow, Measurement};
+use crate::window::{BackendWindow, Measurement, Subject};
 
 const CONFIG: &str = "listeners: [{ name: h, address: 127.0.0.1:0 }]
 upstreams:
@@ -31,12 +31,24 @@ rollouts:
     analysis: { min_requests: 10, max_error_rate: 0.05, failure_limit: 2 }
 ";
 
+/// [`CONFIG`] with a shadow step first: the route mirrors to the canary.
+fn shadow_config() -> String {
+    CONFIG
+        .replace(
+            "    backends: [",
+            "    mirror: { upstream: canary }\n    backends: [",
+        )
+        .replace("steps: [5, 10, 25, 50, 75, 100]", "steps: [shadow, 5, 100]")
+}
+
 /// A metric source whose measurements the test sends; `finish` waits for the next one (and
 /// hangs, like a dead target, while none is sent).
 #[derive(Debug)]
 struct FedSource {
     feed: Arc<Mutex<mpsc::UnboundedReceiver<Measurement>>>,
     begins: Arc<AtomicUsize>,
+    /// What each `finish` was asked to measure the canary as.
+    subjects: Arc<std::sync::Mutex<Vec<Subject>>>,
 }
 
 impl MetricSource for FedSource {
@@ -57,7 +69,11 @@ impl MetricSource for FedSource {
         })
     }
 
-    fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
+    fn finish(&mut self, canary: Subject) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
+        self.subjects
+            .lock()
+            .expect("no test thread panicked holding it")
+            .push(canary);
         let feed = self.feed.clone();
         Box::pin(async move {
             feed.lock()
@@ -75,6 +91,7 @@ struct Harness {
     store: MemoryStore,
     feed: mpsc::UnboundedSender<Measurement>,
     begins: Arc<AtomicUsize>,
+    subjects: Arc<std::sync::Mutex<Vec<Subject>>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -112,17 +129,24 @@ impl Harness {
     }
 
     async fn start_with(store: MemoryStore) -> Self {
+        Self::start_config(CONFIG, store).await
+    }
+
+    async fn start_config(config: &str, store: MemoryStore) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sluice.yaml");
-        std::fs::write(&path, CONFIG).expect("write config");
+        std::fs::write(&path, config).expect("write config");
         let (feed, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         let begins = Arc::new(AtomicUsize::new(0));
         let factory_begins = begins.clone();
+        let subjects = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let factory_subjects = subjects.clone();
         let factory: SourceFactory = Box::new(move |_| {
             Box::new(FedSource {
                 feed: receiver.clone(),
                 begins: factory_begins.clone(),
+                subjects: factory_subjects.clone(),
             })
         });
         let (controller, status) = Controller::with_store(&path, Arc::new(store.clone()), factory)
@@ -143,6 +167,7 @@ impl Harness {
             store,
             feed,
             begins,
+            subjects,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -427,5 +452,51 @@ async fn start_with_a_version_records_it_and_a_second_start_of_that_version_succ
         answer.await.expect("answer"),
         Err(CommandError::Refused(_))
     ));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shadow_step_measures_the_mirror_with_the_canary_at_0() {
+    let mut h = Harness::start_config(&shadow_config(), MemoryStore::default()).await;
+    h.command(Command::Start).await.expect("start");
+    let r = h.until(|r| r.measuring).await;
+    assert_eq!((r.shadow, r.step_label()), (true, "shadow 1/3".to_string()));
+    assert_eq!(h.store.weights("default"), Some((pct(100), pct(0))));
+    h.feed.send(healthy()).expect("feed");
+    let r = h.until(|r| r.step == 2).await;
+    assert_eq!((r.shadow, r.canary_weight), (false, pct(5)));
+    h.until(|r| r.measuring).await;
+    h.feed.send(healthy()).expect("feed");
+    h.until(|r| r.step == 3).await;
+    assert_eq!(
+        *h.subjects
+            .lock()
+            .expect("no test thread panicked holding it"),
+        [Subject::Mirror, Subject::Backend],
+        "the shadow interval judged the mirror, the 5% one the canary itself"
+    );
+    assert_eq!(h.canary_writes(), [0, 5, 100].map(pct).to_vec());
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_shadow_rolls_back_with_no_user_on_the_canary() {
+    let mut h = Harness::start_config(&shadow_config(), MemoryStore::default()).await;
+    h.command(Command::Start).await.expect("start");
+    for _ in 0..2 {
+        h.until(|r| r.measuring).await;
+        h.feed.send(failing()).expect("feed");
+        h.until(|r| !r.measuring).await;
+    }
+    let r = h.until(|r| r.phase == Phase::RolledBack).await;
+    assert_eq!((r.failures, r.shadow), (2, false));
+    assert_eq!(h.canary_writes(), vec![pct(0), pct(0)]);
+    let last = r.last_decision.expect("decision");
+    assert!(
+        last.message
+            .starts_with("shadow check failed: error rate 20.00%"),
+        "{}",
+        last.message
+    );
     h.stop().await;
 }

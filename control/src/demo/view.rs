@@ -55,12 +55,11 @@ pub(super) fn frame(
         .map_or(String::new(), |s| format!("   next check in {s:.1}s"));
     let _ = writeln!(
         out,
-        "  canary [{}{}] {:>5}%   step {}/{}   {}{next}",
+        "  canary [{}{}] {:>5}%   step {}   {}{next}",
         "#".repeat(filled.min(width)),
         ".".repeat(width - filled.min(width)),
         rollout.canary_weight,
-        rollout.step,
-        rollout.steps.len(),
+        rollout.step_label(),
         rollout.phase.as_str()
     );
     let _ = writeln!(out);

@@ -540,3 +540,139 @@ fn blue_green_switches_in_one_write_after_its_gate_and_back_in_one_write() {
     );
     assert_eq!(back.phase, Phase::RolledBack);
 }
+
+/// `myapp` with a shadow step first: `[shadow, 5, 25, 100]`.
+fn shadowed() -> Rollout {
+    let mut r = rollout(FailureCounting::Consecutive);
+    r.steps = vec![
+        StepKind::Shadow,
+        StepKind::Weight(pct_weight(5)),
+        StepKind::Weight(pct_weight(25)),
+        StepKind::Weight(pct_weight(100)),
+    ];
+    r
+}
+
+#[test]
+fn a_shadow_step_judges_the_mirror_at_canary_0_then_the_first_weight_follows() {
+    let r = shadowed();
+    let (d, state) = apply(
+        &r,
+        RolloutState::default(),
+        Event::Start {
+            automatic: false,
+            reason: String::new(),
+            version: None,
+        },
+    );
+    assert_eq!(
+        d.write.map(|w| (w.stable, w.canary)),
+        Some((pct_weight(100), pct_weight(0)))
+    );
+    assert_eq!(
+        d.message,
+        "started by an operator; canary 0%, shadow step: the copies route default mirrors to canary are judged (step 1/4)"
+    );
+    assert_eq!((state.step, pct(&state), state.gated), (0, 0, false));
+    assert!(shadowing(&r, &state));
+    // Too few mirrored copies: wait another interval, nothing counted.
+    let mut few = check(Verdict::Inconclusive);
+    few.reasons = vec!["12 canary requests < min_requests 100".into()];
+    let (d, held) = apply(&r, state, Event::Check(few));
+    assert_eq!(
+        (d.action, canary(&d), held.failures, held.step),
+        (Action::Held, None, 0, 0)
+    );
+    assert_eq!(
+        d.message,
+        "shadow check inconclusive: 12 canary requests < min_requests 100; holding at 0%"
+    );
+    let (d, first) = apply(&r, held, Event::Check(check(Verdict::Pass)));
+    assert_eq!(
+        (d.action, canary(&d), first.step, first.phase),
+        (Action::Advanced, Some(pct_weight(5)), 1, Phase::Progressing)
+    );
+    assert_eq!(
+        d.message,
+        "shadow check passed (1000 mirrored requests, error rate 0.10% <= 1.00%, p95 100.0ms <= 500.0ms): canary 0% -> 5% (step 2/4)"
+    );
+    assert!(!shadowing(&r, &first), "users reach the canary from here");
+    let (d, _) = apply(&r, first, Event::Check(check(Verdict::Pass)));
+    assert!(
+        d.message.starts_with("check passed (1000 requests"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn a_failing_shadow_rolls_back_and_the_canary_never_rises_above_0() {
+    let r = shadowed();
+    let mut state = started(&r);
+    let mut decisions = Vec::new();
+    for _ in 0..2 {
+        let (d, next) = apply(&r, state, Event::Check(check(Verdict::Fail)));
+        decisions.push(d);
+        state = next;
+    }
+    assert_eq!(
+        decisions.iter().map(|d| d.action).collect::<Vec<_>>(),
+        [Action::Failed, Action::RolledBack]
+    );
+    assert_eq!(
+        decisions[0].message,
+        "shadow check failed: error rate 5.00% > max_error_rate 1.00% (1000 mirrored requests, error rate 5.00%, p95 100.0ms); 1 of 2 failures, holding at 0%"
+    );
+    assert_eq!(
+        decisions[1].write.map(|w| (w.stable, w.canary)),
+        Some((pct_weight(100), pct_weight(0)))
+    );
+    assert_eq!((state.phase, state.failures), (Phase::RolledBack, 2));
+    assert!(
+        state
+            .history
+            .iter()
+            .all(|record| record.canary_weight == pct_weight(0)),
+        "{:?}",
+        state.history
+    );
+    assert!(!shadowing(&r, &state));
+    // Retry starts from the shadow step again, still without users on the canary.
+    let (d, again) = apply(&r, state, Event::Retry);
+    assert_eq!(
+        (canary(&d), again.step, again.failures, again.phase),
+        (Some(pct_weight(0)), 0, 0, Phase::Progressing)
+    );
+    assert!(shadowing(&r, &again));
+}
+
+#[test]
+fn promote_passes_the_shadow_step_and_a_gate_opens_onto_it() {
+    let r = shadowed();
+    let (d, promoted) = apply(&r, started(&r), Event::Promote);
+    assert_eq!(
+        (d.action, canary(&d), promoted.step),
+        (Action::Advanced, Some(pct_weight(5)), 1)
+    );
+    assert_eq!(
+        d.message,
+        "promoted by an operator (analysis skipped): canary 0% -> 5% (step 2/4)"
+    );
+    let mut gated = shadowed();
+    gated.webhooks = vec![hook(HookKind::PreRollout)];
+    let waiting = started(&gated);
+    assert!(waiting.gated && !shadowing(&gated, &waiting));
+    let passing = crate::analysis::judge_gate(vec![gate(HookKind::PreRollout, true)]);
+    let (d, open) = apply(&gated, waiting, Event::Check(passing));
+    assert_eq!(
+        (d.action, canary(&d), open.step, open.gated),
+        (Action::Advanced, Some(pct_weight(0)), 0, false)
+    );
+    assert!(shadowing(&gated, &open), "{}", d.message);
+    assert!(
+        d.message
+            .ends_with(": canary 0%, shadow step: the copies route default mirrors to canary are judged (step 1/4)"),
+        "{}",
+        d.message
+    );
+}

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::window::Measurement;
+use crate::window::{Measurement, Subject};
 
 mod prometheus;
 mod scrape;
@@ -21,8 +21,10 @@ pub trait MetricSource: Send + std::fmt::Debug {
     /// traffic at the new weight).
     fn begin(&mut self) -> BoxFuture<'_, ()>;
 
-    /// Measures from the start of the interval until now, and starts the next interval.
-    fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>>;
+    /// Measures from the start of the interval until now — the canary as `canary` (the
+    /// traffic its route's split gave it, or in a shadow step the copies the route mirrored to
+    /// it) and the stable backend — and starts the next interval.
+    fn finish(&mut self, canary: Subject) -> BoxFuture<'_, Result<Measurement, MeasureError>>;
 
     /// What the proxies report of `backend`'s endpoints (`sluice_endpoint_healthy`): the gate
     /// of a blue/green switch.

@@ -5,14 +5,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_config::metric_names::{
-    BACKEND_FAILOVERS, ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_ROUTE,
-    REQUESTS_TOTAL, REQUEST_DURATION_BUCKET,
+    ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_CODE, LABEL_ENDPOINT, LABEL_GRPC_STATUS, LABEL_ROUTE,
 };
-use sluice_config::Rollout;
+use sluice_config::{GrpcCode, Rollout};
 
 use super::{BoxFuture, Health, MeasureError, MetricSource};
 use crate::http::HttpClient;
-use crate::window::{BackendWindow, Measurement};
+use crate::window::{BackendWindow, Measurement, Subject};
 
 /// A PromQL client of one Prometheus: instant queries over `/api/v1/query`.
 #[derive(Clone, Debug)]
@@ -29,6 +28,7 @@ pub struct PrometheusSource {
     route: String,
     stable: String,
     canary: String,
+    grpc_errors: Vec<GrpcCode>,
     started: Instant,
 }
 
@@ -128,35 +128,72 @@ impl PrometheusSource {
             route: rollout.route.clone(),
             stable: rollout.stable.clone(),
             canary: rollout.canary.clone(),
+            grpc_errors: rollout.analysis.grpc_error_codes.clone(),
             started: Instant::now(),
         }
     }
 
-    /// The PromQL expressions for one backend over `range` milliseconds:
-    /// (requests incl. failovers, failures incl. failovers, p95).
-    pub fn queries(route: &str, backend: &str, range: u64) -> [String; 3] {
+    /// The PromQL expressions for upstream `name` as `subject` of `route` over `range`
+    /// milliseconds: (requests incl. failovers, failures incl. failovers and gRPC responses
+    /// with a status in `grpc_errors`, p95).
+    pub fn queries(
+        route: &str,
+        subject: Subject,
+        name: &str,
+        grpc_errors: &[GrpcCode],
+        range: u64,
+    ) -> [String; 3] {
         let selector = format!(
-            "{LABEL_ROUTE}=\"{}\",{LABEL_BACKEND}=\"{}\"",
+            "{LABEL_ROUTE}=\"{}\",{}=\"{}\"",
             escape(route),
-            escape(backend)
+            subject.label(),
+            escape(name)
         );
-        let failovers = format!("sum(increase({BACKEND_FAILOVERS}{{{selector}}}[{range}ms]))");
+        let increase = |metric: &str, only: &str| {
+            format!("sum(increase({metric}{{{selector}{only}}}[{range}ms]))")
+        };
+        // A counter without series yet (no failover, no gRPC error) must add 0, not empty
+        // the sum.
+        let or_zero = |query: String| format!("({query} or vector(0))");
+        let failovers = subject.failovers().map(|m| or_zero(increase(m, "")));
+        let grpc_errors = (!grpc_errors.is_empty()).then(|| {
+            let names: Vec<&str> = grpc_errors.iter().map(|c| c.name()).collect();
+            or_zero(increase(
+                subject.grpc_responses(),
+                &format!(",{LABEL_GRPC_STATUS}=~\"{}\"", names.join("|")),
+            ))
+        });
+        let requests = std::iter::once(increase(subject.requests(), ""))
+            .chain(failovers.clone())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let failed = std::iter::once(or_zero(increase(
+            subject.requests(),
+            &format!(",{LABEL_CODE}=~\"5..\""),
+        )))
+        .chain(grpc_errors)
+        .chain(failovers)
+        .collect::<Vec<_>>()
+        .join(" + ");
         [
-            format!("sum(increase({REQUESTS_TOTAL}{{{selector}}}[{range}ms])) + ({failovers} or vector(0))"),
+            requests,
+            failed,
             format!(
-                "(sum(increase({REQUESTS_TOTAL}{{{selector},{LABEL_CODE}=~\"5..\"}}[{range}ms])) or vector(0)) + ({failovers} or vector(0))"
+                "histogram_quantile(0.95, sum by (le) (rate({}{{{selector}}}[{range}ms])))",
+                subject.duration_bucket()
             ),
-            format!("histogram_quantile(0.95, sum by (le) (rate({REQUEST_DURATION_BUCKET}{{{selector}}}[{range}ms])))"),
         ]
     }
 
-    async fn backend(
+    async fn window(
         &self,
-        backend: &str,
+        subject: Subject,
+        name: &str,
         range: u64,
         time: f64,
     ) -> Result<BackendWindow, MeasureError> {
-        let [requests, failed, p95] = Self::queries(&self.route, backend, range);
+        let [requests, failed, p95] =
+            Self::queries(&self.route, subject, name, &self.grpc_errors, range);
         Ok(BackendWindow {
             requests: self.promql.scalar(&requests, time).await?.unwrap_or(0.0),
             failed: self.promql.scalar(&failed, time).await?.unwrap_or(0.0),
@@ -201,7 +238,7 @@ impl MetricSource for PrometheusSource {
         Box::pin(async {})
     }
 
-    fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
+    fn finish(&mut self, subject: Subject) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
         let range = u64::try_from(self.started.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .max(1000);
@@ -209,8 +246,10 @@ impl MetricSource for PrometheusSource {
         let time = now_seconds();
         Box::pin(async move {
             Ok(Measurement {
-                canary: self.backend(&self.canary.clone(), range, time).await?,
-                stable: self.backend(&self.stable.clone(), range, time).await?,
+                canary: self.window(subject, &self.canary, range, time).await?,
+                stable: self
+                    .window(Subject::Backend, &self.stable, range, time)
+                    .await?,
             })
         })
     }
@@ -229,21 +268,61 @@ pub fn now_seconds() -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use sluice_config::DEFAULT_GRPC_ERROR_CODES;
+
     use super::*;
 
     #[test]
     fn queries_are_promql_over_the_interval() {
-        let [requests, failed, p95] = PrometheusSource::queries("default", "canary", 30_000);
+        let [requests, failed, p95] = PrometheusSource::queries(
+            "default",
+            Subject::Backend,
+            "canary",
+            &DEFAULT_GRPC_ERROR_CODES,
+            30_000,
+        );
         assert_eq!(
             requests,
             "sum(increase(sluice_requests_total{route=\"default\",backend=\"canary\"}[30000ms])) + (sum(increase(sluice_backend_failovers_total{route=\"default\",backend=\"canary\"}[30000ms])) or vector(0))"
         );
-        assert!(failed.contains("code=~\"5..\""));
+        assert_eq!(
+            failed,
+            "(sum(increase(sluice_requests_total{route=\"default\",backend=\"canary\",code=~\"5..\"}[30000ms])) or vector(0)) + (sum(increase(sluice_grpc_responses_total{route=\"default\",backend=\"canary\",grpc_status=~\"UNKNOWN|DEADLINE_EXCEEDED|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS\"}[30000ms])) or vector(0)) + (sum(increase(sluice_backend_failovers_total{route=\"default\",backend=\"canary\"}[30000ms])) or vector(0))"
+        );
         assert_eq!(
             p95,
             "histogram_quantile(0.95, sum by (le) (rate(sluice_request_duration_seconds_bucket{route=\"default\",backend=\"canary\"}[30000ms])))"
         );
-        let [odd, _, _] = PrometheusSource::queries("a\"b", "c", 5000);
+        let [odd, _, _] = PrometheusSource::queries("a\"b", Subject::Backend, "c", &[], 5000);
         assert!(odd.contains("route=\"a\\\"b\""));
+    }
+
+    #[test]
+    fn without_grpc_error_codes_only_5xx_and_failovers_fail() {
+        let [_, failed, _] =
+            PrometheusSource::queries("default", Subject::Backend, "canary", &[], 1000);
+        assert_eq!(
+            failed,
+            "(sum(increase(sluice_requests_total{route=\"default\",backend=\"canary\",code=~\"5..\"}[1000ms])) or vector(0)) + (sum(increase(sluice_backend_failovers_total{route=\"default\",backend=\"canary\"}[1000ms])) or vector(0))"
+        );
+    }
+
+    #[test]
+    fn the_mirror_subject_queries_the_mirror_series_without_failovers() {
+        let unavailable = GrpcCode::parse("UNAVAILABLE").expect("a gRPC status");
+        let [requests, failed, p95] =
+            PrometheusSource::queries("default", Subject::Mirror, "canary", &[unavailable], 60_000);
+        assert_eq!(
+            requests,
+            "sum(increase(sluice_mirror_requests_total{route=\"default\",upstream=\"canary\"}[60000ms]))"
+        );
+        assert_eq!(
+            failed,
+            "(sum(increase(sluice_mirror_requests_total{route=\"default\",upstream=\"canary\",code=~\"5..\"}[60000ms])) or vector(0)) + (sum(increase(sluice_mirror_grpc_responses_total{route=\"default\",upstream=\"canary\",grpc_status=~\"UNAVAILABLE\"}[60000ms])) or vector(0))"
+        );
+        assert_eq!(
+            p95,
+            "histogram_quantile(0.95, sum by (le) (rate(sluice_mirror_request_duration_seconds_bucket{route=\"default\",upstream=\"canary\"}[60000ms])))"
+        );
     }
 }

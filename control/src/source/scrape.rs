@@ -4,14 +4,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sluice_config::{Address, Rollout};
+use sluice_config::{Address, GrpcCode, Rollout};
 
 use sluice_config::metric_names::{ENDPOINT_HEALTHY, LABEL_BACKEND, LABEL_ENDPOINT};
 
 use super::{BoxFuture, Health, MeasureError, MetricSource};
 use crate::exposition;
 use crate::http::HttpClient;
-use crate::window::{accumulate, extract, increase, BackendWindow, Measurement, SeriesMap};
+use crate::window::{
+    accumulate, extract, increase, BackendWindow, Measurement, SeriesMap, Subject,
+};
 
 /// Scrapes a fixed list of proxy admin addresses.
 #[derive(Debug)]
@@ -21,9 +23,20 @@ pub struct ScrapeSource {
     route: String,
     stable: String,
     canary: String,
+    grpc_errors: Vec<GrpcCode>,
     timeout: Duration,
-    /// The last good scrape of each target: `(stable, canary)` series.
-    baselines: HashMap<Address, (SeriesMap, SeriesMap)>,
+    /// The last good scrape of each target.
+    baselines: HashMap<Address, Scraped>,
+}
+
+/// The rollout's series in one scrape of one target.
+#[derive(Debug)]
+struct Scraped {
+    stable: SeriesMap,
+    /// The canary's series as a backend of the route.
+    canary: SeriesMap,
+    /// The route's mirrored copies to the canary (measured in a shadow step).
+    mirrored: SeriesMap,
 }
 
 impl ScrapeSource {
@@ -35,13 +48,14 @@ impl ScrapeSource {
             route: rollout.route.clone(),
             stable: rollout.stable.clone(),
             canary: rollout.canary.clone(),
+            grpc_errors: rollout.analysis.grpc_error_codes.clone(),
             timeout,
             baselines: HashMap::new(),
         }
     }
 
     /// Scrapes every target concurrently.
-    async fn scrape_all(&self) -> Vec<(Address, Result<(SeriesMap, SeriesMap), MeasureError>)> {
+    async fn scrape_all(&self) -> Vec<(Address, Result<Scraped, MeasureError>)> {
         let scrapes = self.targets.iter().map(|target| async move {
             let url = format!("http://{target}/metrics");
             let result = match self.client.get(&url, self.timeout).await {
@@ -54,10 +68,11 @@ impl ScrapeSource {
                     reason: format!("HTTP {status}"),
                 }),
                 Ok((_, body)) => match exposition::parse(&String::from_utf8_lossy(&body)) {
-                    Ok(samples) => Ok((
-                        extract(&samples, &self.route, &self.stable),
-                        extract(&samples, &self.route, &self.canary),
-                    )),
+                    Ok(samples) => Ok(Scraped {
+                        stable: extract(&samples, &self.route, Subject::Backend, &self.stable),
+                        canary: extract(&samples, &self.route, Subject::Backend, &self.canary),
+                        mirrored: extract(&samples, &self.route, Subject::Mirror, &self.canary),
+                    }),
                     Err(e) => Err(MeasureError::Unreadable {
                         target: target.to_string(),
                         reason: e.to_string(),
@@ -114,6 +129,16 @@ impl ScrapeSource {
     }
 }
 
+impl Scraped {
+    /// The canary's series as `subject`.
+    fn canary(&self, subject: Subject) -> &SeriesMap {
+        match subject {
+            Subject::Backend => &self.canary,
+            Subject::Mirror => &self.mirrored,
+        }
+    }
+}
+
 impl MetricSource for ScrapeSource {
     fn health<'a>(&'a mut self, backend: &'a str) -> BoxFuture<'a, Result<Health, MeasureError>> {
         Box::pin(self.endpoint_health(backend))
@@ -131,7 +156,7 @@ impl MetricSource for ScrapeSource {
         })
     }
 
-    fn finish(&mut self) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
+    fn finish(&mut self, subject: Subject) -> BoxFuture<'_, Result<Measurement, MeasureError>> {
         Box::pin(async move {
             let scrapes = self.scrape_all().await;
             let mut stable = SeriesMap::new();
@@ -141,8 +166,11 @@ impl MetricSource for ScrapeSource {
             for (target, result) in scrapes {
                 match (result, previous.get(&target)) {
                     (Ok(now), Some(before)) => {
-                        accumulate(&mut stable, &increase(&before.0, &now.0));
-                        accumulate(&mut canary, &increase(&before.1, &now.1));
+                        accumulate(&mut stable, &increase(&before.stable, &now.stable));
+                        accumulate(
+                            &mut canary,
+                            &increase(before.canary(subject), now.canary(subject)),
+                        );
                         self.baselines.insert(target, now);
                     }
                     (Ok(now), None) => {
@@ -159,8 +187,8 @@ impl MetricSource for ScrapeSource {
             match first_error {
                 Some(e) => Err(e),
                 None => Ok(Measurement {
-                    canary: BackendWindow::from_series(&canary),
-                    stable: BackendWindow::from_series(&stable),
+                    canary: BackendWindow::from_series(&canary, &self.grpc_errors),
+                    stable: BackendWindow::from_series(&stable, &self.grpc_errors),
                 }),
             }
         })

@@ -72,4 +72,20 @@ impl Upstream {
             }
         }
     }
+
+    /// A healthy endpoint other than `tried` for a retry, or `tried` itself when it is the only
+    /// healthy one. `None` when none is healthy.
+    pub fn pick_other(
+        &self,
+        random: u64,
+        now: Instant,
+        tried: &Arc<Endpoint>,
+    ) -> Option<&Arc<Endpoint>> {
+        let n = self.endpoints.len();
+        let start = (random % n.max(1) as u64) as usize;
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| !Arc::ptr_eq(e, tried) && e.is_healthy(now))
+            .or_else(|| self.pick(random, now))
+    }
 }

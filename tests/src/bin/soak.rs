@@ -239,7 +239,7 @@ async fn soak(duration: Duration, report_every: Duration) -> bool {
     while started.elapsed() < duration {
         tick.tick().await;
         second += 1;
-        let canary_weight = if second % 2 == 0 { 10 } else { 50 };
+        let canary_weight = if second.is_multiple_of(2) { 10 } else { 50 };
         write(
             "weights.yaml",
             &format!(
@@ -247,11 +247,11 @@ async fn soak(duration: Duration, report_every: Duration) -> bool {
                 100 - canary_weight
             ),
         );
-        if second % 5 == 0 {
+        if second.is_multiple_of(5) {
             let timeout = 5 + (second / 5 % 2) as u32;
             write("sluice.yaml", &config(&stable, &canary, &trap, timeout));
         }
-        if second % 10 == 0 {
+        if second.is_multiple_of(10) {
             let identity = &identities[(second / 10 % 2) as usize];
             install(&identity.key, &identity.cert, dir.path());
         }
@@ -397,7 +397,7 @@ async fn good_traffic(url: String, h2: bool, counters: Arc<Counters>, stop: Arc<
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let (req, want_body) = if n % 2 == 0 {
+        let (req, want_body) = if n.is_multiple_of(2) {
             let body = format!("payload {n}");
             (
                 Request::post(echo_url.as_str()).body(Full::new(Bytes::from(body.clone()))),
@@ -602,7 +602,7 @@ async fn continuation_flood(
                 break;
             }
             frames += 1;
-            if frames % 64 == 0
+            if frames.is_multiple_of(64)
                 && conn
                     .read_until(Duration::from_millis(5), |f| f.kind == h2::GOAWAY)
                     .await
