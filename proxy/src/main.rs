@@ -94,8 +94,8 @@ struct ConvertArgs {
     #[arg(long = "upstream", value_name = "NAME=HOST:PORT[,HOST:PORT]", value_parser = upstream)]
     upstreams: Vec<(String, Vec<String>)>,
 
-    /// Drop this field instead of refusing it: a key (`fault`), a path without indices
-    /// (`spec.http.fault`) or a filter type (`RequestHeaderModifier`); repeatable.
+    /// Drop this field instead of refusing it: a key (`corsPolicy`), a path without indices
+    /// (`spec.http.corsPolicy`) or a filter type (`URLRewrite`); repeatable.
     #[arg(long, value_name = "FIELD")]
     ignore: Vec<String>,
 

@@ -5,34 +5,26 @@
 
 use std::cmp::Reverse;
 
-use sluice_config::{format_duration, parse_duration, HostMatch};
+use sluice_config::{format_duration, parse_duration, HostMatch, MAX_RETRY_ATTEMPTS};
 
-use super::document::{Node, Source};
+use super::document::{Fields, Node, Source};
 use super::plan::{
-    Action, BackendPlan, MatchPlan, NewUpstream, PathPlan, RoutePlan, Upstreams, ValueKind,
-    ValuePlan,
+    Action, BackendPlan, HeadersPlan, MatchPlan, MirrorPlan, NewUpstream, PathPlan, PercentPlan,
+    PolicyPlan, RetriesPlan, RetryOnPlan, RoutePlan, Upstreams, ValueKind, ValuePlan,
 };
-use super::Report;
+use super::{policy, Report};
 
-/// Why each filter type is refused.
+/// Why each filter type that is not converted is refused.
 const FILTERS: &[(&str, &str)] = &[
-    (
-        "RequestHeaderModifier",
-        "header modifiers are not supported by sluice",
-    ),
-    (
-        "ResponseHeaderModifier",
-        "header modifiers are not supported by sluice",
-    ),
     ("RequestRedirect", "redirects are not supported by sluice"),
     ("URLRewrite", "URL rewriting is not supported by sluice"),
     (
-        "RequestMirror",
-        "request mirroring is not supported by sluice yet",
-    ),
-    (
         "CORS",
         "CORS is not supported by sluice (answer CORS in the service)",
+    ),
+    (
+        "ExternalAuth",
+        "external authorization is not supported by sluice",
     ),
     (
         "ExtensionRef",
@@ -41,13 +33,37 @@ const FILTERS: &[(&str, &str)] = &[
 ];
 
 /// Fields of a rule sluice cannot honour.
-const RULE_UNSUPPORTED: &[(&str, &str)] = &[
-    ("retry", "retries are not supported by sluice yet"),
-    (
-        "sessionPersistence",
-        "session persistence is not converted: sluice's sticky routes hash a header or cookie the client sends",
-    ),
-];
+const RULE_UNSUPPORTED: &[(&str, &str)] = &[(
+    "sessionPersistence",
+    "session persistence is not converted: sluice's sticky routes hash a header or cookie the client sends",
+)];
+
+/// What the filters of a rule or of a backendRef ask for.
+#[derive(Debug, Default)]
+struct Filters {
+    request_headers: HeadersPlan,
+    response_headers: HeadersPlan,
+    mirror: Option<MirrorPlan>,
+}
+
+/// Where filters are: what they may do depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FilterLevel {
+    /// A rule's; `forwards` when the rule has backends to forward to (not a 500).
+    Rule { forwards: bool },
+    /// A backendRef's: header changes for that backend only.
+    Backend,
+}
+
+/// A backendRef, or a mirror's: which Service port it names.
+#[derive(Debug)]
+struct ServiceRef {
+    group: String,
+    kind: String,
+    name: Option<String>,
+    namespace: String,
+    port: Option<u64>,
+}
 
 /// A route with its place in the precedence order.
 #[derive(Debug)]
@@ -75,6 +91,76 @@ struct Rank {
     rule: usize,
     matched: usize,
     host_index: usize,
+}
+
+impl ServiceRef {
+    /// Takes `group`, `kind`, `name`, `namespace` and `port` from `fields` (a core `Service`
+    /// in the route's namespace by default).
+    fn read(
+        source: &Source,
+        fields: &mut Fields<'_>,
+        namespace: &str,
+        report: &mut Report,
+    ) -> Self {
+        let mut text = |key: &str| fields.take(key).and_then(|n| n.text(source, report));
+        let group = text("group").unwrap_or_default();
+        let kind = text("kind").unwrap_or_else(|| "Service".into());
+        let name = text("name");
+        let namespace = text("namespace").unwrap_or_else(|| namespace.to_string());
+        let port = fields.take("port").and_then(|p| p.count(source, report));
+        Self {
+            group,
+            kind,
+            name,
+            namespace,
+            port,
+        }
+    }
+
+    /// Whether it names a core `Service`.
+    fn is_service(&self) -> bool {
+        (self.group.is_empty() || self.group == "core") && self.kind == "Service"
+    }
+
+    /// The upstream standing for the Service port (`None`, reported, without a name or
+    /// port).
+    fn upstream(
+        &self,
+        source: &Source,
+        path: &str,
+        route_namespace: &str,
+        upstreams: &mut Upstreams,
+        report: &mut Report,
+    ) -> Option<String> {
+        let Some(name) = &self.name else {
+            report.invalid(source, path, "needs a name");
+            return None;
+        };
+        let Some(port) = self.port else {
+            report.invalid(source, path, "port is required for a Service backendRef");
+            return None;
+        };
+        let namespace = &self.namespace;
+        if namespace != route_namespace {
+            report.note(format!(
+                "{}: {path} is in namespace {namespace}: converted as if a ReferenceGrant allowed it",
+                source.label
+            ));
+        }
+        Some(upstreams.name_for(NewUpstream {
+            key: format!("gateway {namespace}/{name}:{port}"),
+            names: vec![
+                name.clone(),
+                format!("{name}-{port}"),
+                format!("{namespace}-{name}-{port}"),
+            ],
+            version: None,
+            endpoint: format!("{name}.{namespace}:{port}"),
+            placeholder: false,
+            order: None,
+            origin: format!("{}, backendRef {namespace}/{name}:{port}", source.label),
+        }))
+    }
 }
 
 /// The routes of every `HTTPRoute`, in precedence order.
@@ -165,9 +251,6 @@ fn http_route(source: &Source, upstreams: &mut Upstreams, report: &mut Report) -
                 ..MatchPlan::default()
             });
         }
-        if let Some(filters) = fields.take("filters") {
-            refuse_filters(source, &filters, report);
-        }
         let action = backend_refs(
             source,
             fields.take("backendRefs"),
@@ -176,13 +259,42 @@ fn http_route(source: &Source, upstreams: &mut Upstreams, report: &mut Report) -
             upstreams,
             report,
         );
+        // A rule whose backendRefs failed is reported already: no more about its filters.
+        let forwards = !matches!(action, Some(Action::Respond { .. }));
+        let filters = fields
+            .take("filters")
+            .map(|node| {
+                let level = FilterLevel::Rule { forwards };
+                filters(source, &node, level, &namespace, upstreams, report)
+            })
+            .unwrap_or_default();
+        let mut retries = match fields.take("retry") {
+            Some(node) => retry(source, &node, report),
+            None => Some(None),
+        };
+        if retries.as_ref().is_some_and(Option::is_some) && !forwards {
+            report.note(format!(
+                "{}: {}.retry has no effect: the rule forwards nothing (it answers 500)",
+                source.label, rule.path
+            ));
+            retries = Some(None);
+        }
         let timeout = match fields.take("timeouts") {
             Some(node) => timeouts(source, &node, report),
             None => Some(None),
         };
         fields.finish(source, report, RULE_UNSUPPORTED);
-        let (Some(action), Some(timeout), true) = (action, timeout, matches_ok) else {
+        let (Some(action), Some(timeout), Some(retries), true) =
+            (action, timeout, retries, matches_ok)
+        else {
             continue;
+        };
+        let policy = PolicyPlan {
+            mirror: filters.mirror,
+            retries,
+            fault: None,
+            request_headers: filters.request_headers,
+            response_headers: filters.response_headers,
         };
         let base = name
             .clone()
@@ -215,6 +327,7 @@ fn http_route(source: &Source, upstreams: &mut Upstreams, report: &mut Report) -
                         matches: plan_match,
                         timeout: timeout.clone(),
                         timeout_why: None,
+                        policy: policy.clone(),
                         action: action.clone(),
                     },
                 });
@@ -368,26 +481,298 @@ fn named_match(
     }
 }
 
-/// Filters (of a rule or a backendRef): each refused by its type, which `--ignore` accepts.
-fn refuse_filters(source: &Source, node: &Node<'_>, report: &mut Report) {
+/// Filters of a rule or a backendRef: header modifiers and a mirror are converted, any other
+/// type is refused by its type, which `--ignore` accepts.
+fn filters(
+    source: &Source,
+    node: &Node<'_>,
+    level: FilterLevel,
+    namespace: &str,
+    upstreams: &mut Upstreams,
+    report: &mut Report,
+) -> Filters {
+    let mut out = Filters::default();
+    let mut seen: Vec<String> = Vec::new();
     for filter in node.items(source, report) {
-        let kind = filter
-            .value
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("(no type)")
-            .to_string();
-        let reason = FILTERS
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map_or("an unknown filter type", |(_, reason)| reason);
-        report.unsupported(
-            source,
-            &filter.path,
-            Some(&kind),
-            &format!("{kind} filter: {reason}"),
-        );
+        let Some(mut fields) = filter.fields(source, report) else {
+            continue;
+        };
+        let Some(kind) = fields.take("type").and_then(|t| t.text(source, report)) else {
+            report.invalid(source, &filter.path, "needs a type");
+            continue;
+        };
+        let repeated = seen.contains(&kind);
+        seen.push(kind.clone());
+        match kind.as_str() {
+            "RequestHeaderModifier" | "ResponseHeaderModifier" => {
+                let (key, target) = if kind == "RequestHeaderModifier" {
+                    ("requestHeaderModifier", &mut out.request_headers)
+                } else {
+                    ("responseHeaderModifier", &mut out.response_headers)
+                };
+                let config = fields.take(key);
+                fields.finish(source, report, &[]);
+                if repeated {
+                    report.invalid(
+                        source,
+                        &filter.path,
+                        format!("a second {kind} filter: the Gateway API allows one per rule"),
+                    );
+                    continue;
+                }
+                match config {
+                    Some(config) => header_filter(source, &config, target, report),
+                    None => report.invalid(source, &filter.path, format!("{kind} needs {key}")),
+                }
+            }
+            "RequestMirror" => {
+                let config = fields.take("requestMirror");
+                fields.finish(source, report, &[]);
+                let refused = match level {
+                    FilterLevel::Backend => Some(
+                        "a backendRef's RequestMirror filter: sluice mirrors a route's requests, \
+                         not one backend's",
+                    ),
+                    FilterLevel::Rule { forwards: false } => Some(
+                        "the rule forwards nothing (it answers 500): sluice mirrors forwarded \
+                         requests only",
+                    ),
+                    FilterLevel::Rule { .. } if out.mirror.is_some() || repeated => Some(
+                        "a second RequestMirror filter: sluice mirrors a route's requests to one \
+                         upstream",
+                    ),
+                    FilterLevel::Rule { .. } => None,
+                };
+                if let Some(reason) = refused {
+                    report.unsupported(source, &filter.path, Some("RequestMirror"), reason);
+                    continue;
+                }
+                match config {
+                    Some(config) => {
+                        out.mirror = request_mirror(source, &config, namespace, upstreams, report);
+                    }
+                    None => {
+                        report.invalid(source, &filter.path, "RequestMirror needs requestMirror")
+                    }
+                }
+            }
+            other => {
+                let reason = FILTERS
+                    .iter()
+                    .find(|(k, _)| *k == other)
+                    .map_or("an unknown filter type", |(_, reason)| reason);
+                report.unsupported(
+                    source,
+                    &filter.path,
+                    Some(other),
+                    &format!("{other} filter: {reason}"),
+                );
+            }
+        }
     }
+    out
+}
+
+/// An `HTTPHeaderFilter`: `set` and `add` list `{ name, value }`, `remove` lists names. Names
+/// are case-insensitive; of equivalent names in one list the first counts, as the
+/// specification says.
+fn header_filter(source: &Source, node: &Node<'_>, plan: &mut HeadersPlan, report: &mut Report) {
+    let Some(mut fields) = node.fields(source, report) else {
+        return;
+    };
+    for key in ["set", "add"] {
+        let Some(list) = fields.take(key) else {
+            continue;
+        };
+        for item in list.items(source, report) {
+            let Some(mut entry) = item.fields(source, report) else {
+                continue;
+            };
+            let name = entry.take("name").and_then(|n| n.text(source, report));
+            let value = entry.take("value").and_then(|v| v.text(source, report));
+            entry.finish(source, report, &[]);
+            let (Some(name), Some(value)) = (name, value) else {
+                report.invalid(source, &item.path, "needs name and value");
+                continue;
+            };
+            let Some(name) = policy::header_name(source, &item.path, &name, report) else {
+                continue;
+            };
+            let Some(value) = policy::header_value(source, &item.path, &name, &value, report)
+            else {
+                continue;
+            };
+            let target = if key == "set" {
+                &mut plan.set
+            } else {
+                &mut plan.add
+            };
+            if !policy::push_once(target, name.clone(), value) {
+                report.note(format!(
+                    "{}: {} repeats {name}; only the first entry counts (as the Gateway API says)",
+                    source.label, item.path
+                ));
+            }
+        }
+    }
+    if let Some(list) = fields.take("remove") {
+        for item in list.items(source, report) {
+            let Some(text) = item.text(source, report) else {
+                continue;
+            };
+            if let Some(name) = policy::header_name(source, &item.path, &text, report) {
+                policy::remove_once(plan, name);
+            }
+        }
+    }
+    fields.finish(source, report, &[]);
+}
+
+/// An `HTTPRequestMirrorFilter`: a Service port, and the share mirrored (`percent`, or
+/// `fraction` with a denominator of 100 by default; all requests without either).
+fn request_mirror(
+    source: &Source,
+    node: &Node<'_>,
+    namespace: &str,
+    upstreams: &mut Upstreams,
+    report: &mut Report,
+) -> Option<MirrorPlan> {
+    let mut fields = node.fields(source, report)?;
+    let reference = fields.take("backendRef");
+    let percent = fields.take("percent");
+    let fraction = fields.take("fraction");
+    fields.finish(source, report, &[]);
+    let percent = match (percent, fraction) {
+        (None, None) => Some(PercentPlan::ALL),
+        (Some(p), None) => {
+            let value = p.count(source, report)?;
+            policy::checked_percent(
+                source,
+                &p.path,
+                PercentPlan::from_fraction(value, 100),
+                &format!("{value}%"),
+                report,
+            )
+        }
+        (None, Some(f)) => {
+            let mut parts = f.fields(source, report)?;
+            let numerator = parts
+                .take("numerator")
+                .and_then(|n| n.count(source, report));
+            let denominator = match parts.take("denominator") {
+                Some(d) => d.count(source, report),
+                None => Some(100),
+            };
+            parts.finish(source, report, &[]);
+            let (numerator, denominator) = (numerator?, denominator?);
+            policy::checked_percent(
+                source,
+                &f.path,
+                PercentPlan::from_fraction(numerator, denominator),
+                &format!("{numerator}/{denominator}"),
+                report,
+            )
+        }
+        (Some(_), Some(_)) => {
+            report.invalid(source, &node.path, "give percent or fraction, not both");
+            None
+        }
+    };
+    let Some(reference) = reference else {
+        report.invalid(source, &node.path, "needs backendRef");
+        return None;
+    };
+    let mut ref_fields = reference.fields(source, report)?;
+    let service = ServiceRef::read(source, &mut ref_fields, namespace, report);
+    ref_fields.finish(source, report, &[]);
+    if !service.is_service() {
+        report.invalid(
+            source,
+            &reference.path,
+            format!(
+                "a {} of group \"{}\", not a Service: sluice mirrors to Services",
+                service.kind, service.group
+            ),
+        );
+        return None;
+    }
+    let upstream = service.upstream(source, &reference.path, namespace, upstreams, report)?;
+    Some(MirrorPlan {
+        upstream,
+        percent: percent?,
+    })
+}
+
+/// `retry`: `attempts` (sluice's default when absent, none when 0) and `codes` become
+/// `retries`, with connection failures and resets, as the conformance suite retries them;
+/// `backoff` is noted, not kept. `Some(None)`: no retries.
+fn retry(source: &Source, node: &Node<'_>, report: &mut Report) -> Option<Option<RetriesPlan>> {
+    let mut fields = node.fields(source, report)?;
+    let attempts = fields.take("attempts");
+    let codes = fields.take("codes");
+    let backoff = fields.take("backoff");
+    fields.finish(source, report, &[]);
+    let mut ok = true;
+    let mut on = RetryOnPlan {
+        connect_failure: true,
+        reset: true,
+        ..RetryOnPlan::default()
+    };
+    for item in codes.map(|c| c.items(source, report)).unwrap_or_default() {
+        match item.count(source, report) {
+            Some(code) if policy::retriable_status(code) => {
+                on.status(u16::try_from(code).unwrap_or_default());
+            }
+            Some(code) if (400..=599).contains(&code) => {
+                ok &= report.unsupported(
+                    source,
+                    &item.path,
+                    None,
+                    &format!("retrying on {code}: sluice retries on 408, 429 and 5xx statuses"),
+                );
+            }
+            Some(code) => {
+                report.invalid(
+                    source,
+                    &item.path,
+                    format!("{code} is not a status from 400 to 599"),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(backoff) = backoff {
+        let text = backoff.text(source, report).unwrap_or_default();
+        report.note(format!(
+            "{}: {} ({text}) is not converted: sluice has no retry backoff setting",
+            source.label, backoff.path
+        ));
+    }
+    let (attempts, attempts_why) = match attempts {
+        None => (1, Some("not given: sluice's default")),
+        Some(node) => match node.count(source, report)? {
+            // The specification: an explicit zero disables retries.
+            0 => return ok.then_some(None),
+            n if n > MAX_RETRY_ATTEMPTS => {
+                ok &= report.unsupported(
+                    source,
+                    &node.path,
+                    None,
+                    &format!(
+                        "{n} retries: sluice retries a request at most {MAX_RETRY_ATTEMPTS} times"
+                    ),
+                );
+                (MAX_RETRY_ATTEMPTS, Some("capped at sluice's most"))
+            }
+            n => (n, None),
+        },
+    };
+    ok.then_some(Some(RetriesPlan {
+        attempts,
+        attempts_why,
+        on,
+    }))
 }
 
 /// The rule's action: a split over its valid backends, or the 500 the specification requires
@@ -409,70 +794,69 @@ fn backend_refs(
             ok = false;
             continue;
         };
-        let text = |fields: &mut super::document::Fields<'_>, key: &str, report: &mut Report| {
-            fields.take(key).and_then(|n| n.text(source, report))
-        };
-        let group = text(&mut fields, "group", report).unwrap_or_default();
-        let kind = text(&mut fields, "kind", report).unwrap_or_else(|| "Service".into());
-        let name = text(&mut fields, "name", report);
-        let ref_namespace =
-            text(&mut fields, "namespace", report).unwrap_or_else(|| namespace.to_string());
-        let port = fields.take("port").and_then(|p| p.count(source, report));
+        let service = ServiceRef::read(source, &mut fields, namespace, report);
         let weight = match fields.take("weight") {
             Some(w) => w.count(source, report),
             None => Some(1),
         };
-        if let Some(filters) = fields.take("filters") {
-            refuse_filters(source, &filters, report);
-        }
+        let filters = fields
+            .take("filters")
+            .map(|f| {
+                filters(
+                    source,
+                    &f,
+                    FilterLevel::Backend,
+                    namespace,
+                    upstreams,
+                    report,
+                )
+            })
+            .unwrap_or_default();
         fields.finish(source, report, &[]);
-        let (Some(name), Some(weight)) = (name, weight) else {
+        let (Some(_), Some(weight)) = (&service.name, weight) else {
             report.invalid(source, &item.path, "needs a name and a whole weight");
             ok = false;
             continue;
         };
-        if !(group.is_empty() || group == "core") || kind != "Service" {
+        if !service.is_service() {
             report.note(format!(
-                "{}: {} is a {kind} of group \"{group}\", not a Service: an invalid backendRef, \
+                "{}: {} is a {} of group \"{}\", not a Service: an invalid backendRef, \
                  answered with 500 as the Gateway API requires",
-                source.label, item.path
+                source.label, item.path, service.kind, service.group
             ));
             if weight > 0 {
                 invalid_with_traffic.push(item.path.clone());
             }
             continue;
         }
-        let Some(port) = port else {
-            report.invalid(
-                source,
-                &item.path,
-                "port is required for a Service backendRef",
-            );
+        let Some(upstream) = service.upstream(source, &item.path, namespace, upstreams, report)
+        else {
             ok = false;
             continue;
         };
-        if ref_namespace != namespace {
-            report.note(format!(
-                "{}: {} is in namespace {ref_namespace}: converted as if a ReferenceGrant allowed it",
-                source.label, item.path
-            ));
-        }
-        let upstream = upstreams.name_for(NewUpstream {
-            key: format!("gateway {ref_namespace}/{name}:{port}"),
-            names: vec![
-                name.clone(),
-                format!("{name}-{port}"),
-                format!("{ref_namespace}-{name}-{port}"),
-            ],
-            version: None,
-            endpoint: format!("{name}.{ref_namespace}:{port}"),
-            placeholder: false,
-            order: None,
-            origin: format!("{}, backendRef {ref_namespace}/{name}:{port}", source.label),
-        });
-        match backends.iter_mut().find(|b| b.upstream == upstream) {
-            Some(known) => known.weight += weight,
-            None => backends.push(BackendPlan { upstream, weight }),
+        let backend = BackendPlan {
+            upstream,
+            weight,
+            request_headers: filters.request_headers,
+            response_headers: filters.response_headers,
+        };
+        match backends.iter_mut().find(|b| b.upstream == backend.upstream) {
+            Some(known)
+                if known.request_headers != backend.request_headers
+                    || known.response_headers != backend.response_headers =>
+            {
+                // Dropped with --ignore, the first backendRef's filters apply to both.
+                ok &= report.unsupported(
+                    source,
+                    &format!("{}.filters", item.path),
+                    None,
+                    "the same backend twice with different filters: sluice changes one \
+                     backend's headers one way",
+                );
+                known.weight += backend.weight;
+            }
+            Some(known) => known.weight += backend.weight,
+            None => backends.push(backend),
         }
     }
     if !ok {

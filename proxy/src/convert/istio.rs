@@ -2,14 +2,16 @@
 //! version) and `VirtualService` HTTP rules become routes, in the same order (first match
 //! wins), one route per ORed `match` block.
 
-use sluice_config::{format_duration, parse_duration, HostMatch};
-
-use super::document::{Node, Source};
-use super::plan::{
-    Action, BackendPlan, MatchPlan, NewUpstream, PathPlan, RoutePlan, Upstreams, ValueKind,
-    ValuePlan,
+use sluice_config::{
+    format_duration, parse_duration, HostMatch, MAX_FAULT_DELAY, MAX_RETRY_ATTEMPTS,
 };
-use super::{ConvertError, Report};
+
+use super::document::{Fields, Node, Source};
+use super::plan::{
+    Action, BackendPlan, FaultPlan, HeadersPlan, MatchPlan, MirrorPlan, NewUpstream, PathPlan,
+    PercentPlan, PolicyPlan, RetriesPlan, RetryOnPlan, RoutePlan, Upstreams, ValueKind, ValuePlan,
+};
+use super::{policy, ConvertError, Report};
 
 /// One subset of a `DestinationRule`.
 #[derive(Debug)]
@@ -22,7 +24,6 @@ pub(crate) struct Subset {
 
 /// Fields of `http[]` sluice cannot honour, with the reason given.
 const HTTP_UNSUPPORTED: &[(&str, &str)] = &[
-    ("fault", "fault injection is not supported by sluice"),
     (
         "corsPolicy",
         "CORS policies are not supported by sluice (answer CORS in the service)",
@@ -36,25 +37,40 @@ const HTTP_UNSUPPORTED: &[(&str, &str)] = &[
         "delegate",
         "delegation is not supported: inline the delegate VirtualService's rules",
     ),
-    ("headers", "header manipulation is not supported by sluice"),
-    ("mirror", "traffic mirroring is not supported by sluice yet"),
+];
+
+/// Envoy `retryOn` conditions sluice cannot express, with the reason given.
+const RETRY_ON_UNSUPPORTED: &[(&str, &str)] = &[
     (
-        "mirrors",
-        "traffic mirroring is not supported by sluice yet",
+        "reset-before-request",
+        "sluice's reset also retries a request that was already sent",
     ),
     (
-        "mirrorPercentage",
-        "traffic mirroring is not supported by sluice yet",
+        "retriable-4xx",
+        "it retries 409, and sluice retries on 408, 429 and 5xx statuses",
+    ),
+    ("envoy-ratelimited", "sluice does not rate-limit"),
+    (
+        "retriable-headers",
+        "sluice does not retry on response headers",
     ),
     (
-        "mirrorPercent",
-        "traffic mirroring is not supported by sluice yet",
-    ),
-    (
-        "mirror_percent",
-        "traffic mirroring is not supported by sluice yet",
+        "http3-post-connect-failure",
+        "sluice does not use HTTP/3 upstream",
     ),
 ];
+
+/// Envoy's gRPC `retryOn` conditions: sluice does not retry on `grpc-status`.
+const GRPC_RETRY_ON: &[&str] = &[
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+/// Istio's `retryOn` when `retries` gives none.
+const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled";
 
 /// Fields of `http[].match[]` sluice cannot honour.
 const MATCH_UNSUPPORTED: &[(&str, &str)] = &[
@@ -81,10 +97,10 @@ const MATCH_UNSUPPORTED: &[(&str, &str)] = &[
     ),
 ];
 
-/// Istio retries twice by default; sluice does not.
+/// Istio retries twice by default; sluice only when a route says so.
 const DEFAULT_RETRIES_NOTE: &str = "Istio retries a failed request twice by default (no \
-    `retries` field); sluice does not retry (only a request that a closing pooled connection \
-    could not send goes out again)";
+    `retries` field); sluice retries only on a route with `retries` (add `retries: { attempts: \
+    2 }` to match)";
 
 /// The subsets of every `DestinationRule`.
 pub(crate) fn destination_rules(sources: &[&Source], report: &mut Report) -> Vec<Subset> {
@@ -300,26 +316,24 @@ fn http_rule(
             }),
         None => Some(("0s".to_string(), Some("Istio's default: no timeout"))),
     };
-    match fields.take("retries") {
-        Some(retries) => {
-            let attempts = retries
-                .fields(source, report)
-                .and_then(|mut r| r.take("attempts"))
-                .and_then(|a| a.count(source, report));
-            if attempts != Some(0) {
-                report.unsupported(
-                    source,
-                    &retries.path,
-                    None,
-                    "retries are not supported by sluice yet (retries: { attempts: 0 } converts)",
-                );
-            }
+    let mut retries = match fields.take("retries") {
+        Some(node) => retries(source, &node, report),
+        None => {
+            report.note(DEFAULT_RETRIES_NOTE.to_string());
+            Some(None)
         }
-        None => report.note(DEFAULT_RETRIES_NOTE.to_string()),
-    }
+    };
+    let fault = match fields.take("fault") {
+        Some(node) => fault(source, &node, report),
+        None => Some(None),
+    };
+    let (request_headers, response_headers) = match fields.take("headers") {
+        Some(node) => headers(source, &node, report),
+        None => Default::default(),
+    };
     let action = match (fields.take("route"), fields.take("directResponse")) {
         (Some(route), None) => {
-            destinations(context, &route, upstreams, report).map(Action::Forward)
+            destinations(context, &route, &request_headers, upstreams, report).map(Action::Forward)
         }
         (None, Some(response)) => direct_response(source, &response, report),
         (Some(_), Some(_)) => {
@@ -342,9 +356,33 @@ fn http_rule(
             None
         }
     };
+    let mirror = mirror(context, &mut fields, action.as_ref(), upstreams, report);
+    let forwards = matches!(action, Some(Action::Forward(_)));
+    if retries.as_ref().is_some_and(Option::is_some) && !forwards && action.is_some() {
+        report.note(format!(
+            "{}: {}.retries has no effect: the rule answers itself",
+            source.label, node.path
+        ));
+        retries = Some(None);
+    }
     fields.finish(source, report, HTTP_UNSUPPORTED);
-    let (Some(action), Some((timeout, timeout_why)), true) = (action, timeout, blocks_ok) else {
+    let (
+        Some(action),
+        Some((timeout, timeout_why)),
+        Some(retries),
+        Some(fault),
+        Some(mirror),
+        true,
+    ) = (action, timeout, retries, fault, mirror, blocks_ok)
+    else {
         return Vec::new();
+    };
+    let policy = PolicyPlan {
+        mirror,
+        retries,
+        fault,
+        request_headers,
+        response_headers,
     };
     let base = name
         .clone()
@@ -385,6 +423,7 @@ fn http_rule(
                 matches,
                 timeout: Some(timeout.clone()),
                 timeout_why,
+                policy: policy.clone(),
                 action: action.clone(),
             });
         }
@@ -558,10 +597,13 @@ fn string_match(source: &Source, node: &Node<'_>, report: &mut Report) -> Option
 }
 
 /// The weighted destinations of a rule: subsets become upstreams; absent weights are equal
-/// shares; a subset named twice gets the sum of its weights.
+/// shares; a subset named twice gets the sum of its weights. A destination's `headers` are
+/// its backend's; a request header the rule changes too (`rule_request`) is refused, because
+/// Envoy and sluice apply the two levels in opposite orders.
 fn destinations(
     context: &RuleContext<'_>,
     node: &Node<'_>,
+    rule_request: &HeadersPlan,
     upstreams: &mut Upstreams,
     report: &mut Report,
 ) -> Option<Vec<BackendPlan>> {
@@ -572,7 +614,7 @@ fn destinations(
         return None;
     }
     let mut ok = true;
-    let mut parsed: Vec<(String, Option<u64>)> = Vec::new();
+    let mut parsed: Vec<(BackendPlan, Option<u64>, String)> = Vec::new();
     for item in &items {
         let Some(mut fields) = item.fields(source, report) else {
             ok = false;
@@ -580,11 +622,40 @@ fn destinations(
         };
         let weight = fields.take("weight").map(|w| w.count(source, report));
         let destination = fields.take("destination");
-        fields.finish(
-            source,
-            report,
-            &[("headers", "header manipulation is not supported by sluice")],
-        );
+        let (request_headers, response_headers) = match fields.take("headers") {
+            Some(headers_node) => {
+                let (mut request, response) = headers(source, &headers_node, report);
+                let mut both: Vec<String> = Vec::new();
+                for name in request.names() {
+                    if rule_request.names().any(|n| n == name) && !both.iter().any(|b| b == name) {
+                        both.push(name.to_string());
+                    }
+                }
+                for name in both {
+                    let dropped = report.unsupported(
+                        source,
+                        &format!("{}.request", headers_node.path),
+                        Some(&name),
+                        &format!(
+                            "request header {name} is changed by both the rule and this \
+                             destination: Envoy applies the rule's change last, sluice the \
+                             destination's"
+                        ),
+                    );
+                    if dropped {
+                        // The rule's change alone, as it would win in Envoy.
+                        request.set.retain(|(n, _)| *n != name);
+                        request.add.retain(|(n, _)| *n != name);
+                        request.remove.retain(|n| *n != name);
+                    } else {
+                        ok = false;
+                    }
+                }
+                (request, response)
+            }
+            None => Default::default(),
+        };
+        fields.finish(source, report, &[]);
         let Some(destination) = destination else {
             report.invalid(source, &item.path, "missing destination");
             ok = false;
@@ -594,16 +665,22 @@ fn destinations(
             ok = false;
             continue;
         };
+        let backend = BackendPlan {
+            upstream,
+            weight: 0,
+            request_headers,
+            response_headers,
+        };
         match weight {
             Some(None) => ok = false,
-            Some(Some(w)) => parsed.push((upstream, Some(w))),
-            None => parsed.push((upstream, None)),
+            Some(Some(w)) => parsed.push((backend, Some(w), item.path.clone())),
+            None => parsed.push((backend, None, item.path.clone())),
         }
     }
     if !ok {
         return None;
     }
-    let weighted = parsed.iter().filter(|(_, w)| w.is_some()).count();
+    let weighted = parsed.iter().filter(|(_, w, _)| w.is_some()).count();
     if weighted != 0 && weighted != parsed.len() {
         report.invalid(
             source,
@@ -615,11 +692,25 @@ fn destinations(
     // Equal shares: one destination takes 100, several 1 each (weights are relative).
     let share = if parsed.len() == 1 { 100 } else { 1 };
     let mut backends: Vec<BackendPlan> = Vec::new();
-    for (upstream, weight) in parsed {
-        let weight = weight.unwrap_or(share);
-        match backends.iter_mut().find(|b| b.upstream == upstream) {
-            Some(known) => known.weight += weight,
-            None => backends.push(BackendPlan { upstream, weight }),
+    for (mut backend, weight, path) in parsed {
+        backend.weight = weight.unwrap_or(share);
+        match backends.iter_mut().find(|b| b.upstream == backend.upstream) {
+            Some(known)
+                if known.request_headers != backend.request_headers
+                    || known.response_headers != backend.response_headers =>
+            {
+                // Dropped with --ignore, the first destination's headers apply to both.
+                report.unsupported(
+                    source,
+                    &format!("{path}.headers"),
+                    None,
+                    "the same destination twice with different headers: sluice changes one \
+                     backend's headers one way",
+                );
+                known.weight += backend.weight;
+            }
+            Some(known) => known.weight += backend.weight,
+            None => backends.push(backend),
         }
     }
     if backends.iter().all(|b| b.weight == 0) {
@@ -705,6 +796,544 @@ fn destination_upstream(
         origin,
         order: defined,
     }))
+}
+
+/// `retries`: `attempts` (none when 0 or absent) and `retryOn` (Envoy's conditions and
+/// statuses) become sluice's `retries`. `Some(None)`: no retries.
+fn retries(source: &Source, node: &Node<'_>, report: &mut Report) -> Option<Option<RetriesPlan>> {
+    let mut fields = node.fields(source, report)?;
+    let attempts = fields.take("attempts");
+    let retry_on = fields.take("retryOn");
+    let backoff = fields.take("backoff");
+    let remote = fields.take("retryRemoteLocalities");
+    let previous = fields.take("retryIgnorePreviousHosts");
+    let retry_on_path = fields.path_of("retryOn");
+    fields.finish(
+        source,
+        report,
+        &[(
+            "perTryTimeout",
+            "a per-try timeout is not supported: sluice has one timeout per route",
+        )],
+    );
+    let mut ok = true;
+    if let Some(remote) = remote {
+        if remote.flag(source, report)? {
+            ok &= report.unsupported(
+                source,
+                &remote.path,
+                None,
+                "retrying in other localities: sluice knows no localities",
+            );
+        }
+    }
+    if let Some(previous) = previous {
+        if !previous.flag(source, report)? {
+            ok &= report.unsupported(
+                source,
+                &previous.path,
+                None,
+                "retrying on the same endpoint: sluice retries on another one when there is one",
+            );
+        }
+    }
+    if let Some(backoff) = backoff {
+        let text = backoff.text(source, report).unwrap_or_default();
+        report.note(format!(
+            "{}: {} ({text}) is not converted: sluice has no retry backoff setting",
+            source.label, backoff.path
+        ));
+    }
+    let attempts = match attempts {
+        Some(node) => node.count(source, report)?,
+        None => 0,
+    };
+    // Istio: 0 attempts (the default of the field) disables retries.
+    if attempts == 0 {
+        return ok.then_some(None);
+    }
+    let (attempts, attempts_why) = if attempts > MAX_RETRY_ATTEMPTS {
+        ok &= report.unsupported(
+            source,
+            &format!("{}.attempts", node.path),
+            None,
+            &format!(
+                "{attempts} retries: sluice retries a request at most {MAX_RETRY_ATTEMPTS} times"
+            ),
+        );
+        (MAX_RETRY_ATTEMPTS, Some("capped at sluice's most"))
+    } else {
+        (attempts, None)
+    };
+    let (text, explicit) = match retry_on {
+        Some(node) => (node.text(source, report)?, true),
+        None => {
+            report.note(format!(
+                "{}: {}.retryOn not given: Istio's default ({DEFAULT_RETRY_ON}) converts to \
+                 connect-failure and reset; sluice does not retry on gRPC statuses",
+                source.label, node.path
+            ));
+            (DEFAULT_RETRY_ON.to_string(), false)
+        }
+    };
+    let tokens: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let has_statuses = tokens.iter().any(|t| t.parse::<u64>().is_ok());
+    let mut on = RetryOnPlan::default();
+    for token in tokens {
+        let unsupported = |report: &mut Report, reason: &str| {
+            report.unsupported(
+                source,
+                &retry_on_path,
+                Some(token),
+                &format!("retryOn {token}: {reason}"),
+            )
+        };
+        match token {
+            "connect-failure" => on.connect_failure = true,
+            "reset" => on.reset = true,
+            // Envoy counts a connection failure or reset as a 5xx and a gateway error.
+            "5xx" | "gateway-error" => {
+                on.connect_failure = true;
+                on.reset = true;
+                if token == "5xx" {
+                    on.server_error = true;
+                } else {
+                    on.gateway_error = true;
+                }
+            }
+            "refused-stream" => {
+                on.reset = true;
+                if explicit {
+                    report.note(format!(
+                        "{}: {retry_on_path}: refused-stream converts to reset, which also \
+                         retries a request whose connection failed after it was sent",
+                        source.label
+                    ));
+                }
+            }
+            // Istio adds the statuses listed next to it.
+            "retriable-status-codes" if has_statuses => {}
+            "retriable-status-codes" => {
+                ok &= unsupported(
+                    report,
+                    "without statuses in retryOn it names none that sluice can retry on",
+                );
+            }
+            t if GRPC_RETRY_ON.contains(&t) => {
+                if explicit {
+                    ok &= unsupported(
+                        report,
+                        "a gRPC status: sluice does not retry on grpc-status",
+                    );
+                }
+            }
+            t => match t.parse::<u64>() {
+                Ok(status) if policy::retriable_status(status) => {
+                    on.status(u16::try_from(status).unwrap_or_default());
+                }
+                Ok(_) => {
+                    ok &= unsupported(report, "sluice retries on 408, 429 and 5xx statuses");
+                }
+                Err(_) => match RETRY_ON_UNSUPPORTED.iter().find(|(k, _)| *k == t) {
+                    Some((_, reason)) => ok &= unsupported(report, reason),
+                    None => {
+                        report.invalid(
+                            source,
+                            &retry_on_path,
+                            format!("unknown retry condition \"{t}\""),
+                        );
+                        ok = false;
+                    }
+                },
+            },
+        }
+    }
+    if on.is_empty() {
+        report.note(format!(
+            "{}: {}: no retry condition is left: the route does not retry",
+            source.label, node.path
+        ));
+        return ok.then_some(None);
+    }
+    ok.then_some(Some(RetriesPlan {
+        attempts,
+        attempts_why,
+        on,
+    }))
+}
+
+/// `fault`: `abort.httpStatus` and `delay.fixedDelay`, each for its `percentage` of requests.
+/// `Some(None)`: nothing left to inject (what was there was dropped with `--ignore`).
+fn fault(source: &Source, node: &Node<'_>, report: &mut Report) -> Option<Option<FaultPlan>> {
+    let mut fields = node.fields(source, report)?;
+    let abort = fields.take("abort");
+    let delay = fields.take("delay");
+    fields.finish(source, report, &[]);
+    if abort.is_none() && delay.is_none() {
+        report.invalid(source, &node.path, "needs abort, delay or both");
+        return None;
+    }
+    let abort = match abort {
+        Some(node) => fault_abort(source, &node, report),
+        None => Some(None),
+    };
+    let delay = match delay {
+        Some(node) => fault_delay(source, &node, report),
+        None => Some(None),
+    };
+    let (abort, delay) = (abort?, delay?);
+    Some((abort.is_some() || delay.is_some()).then_some(FaultPlan { abort, delay }))
+}
+
+/// `fault.abort`: an HTTP status from 400 to 599 (a gRPC status or HTTP/2 error is refused).
+fn fault_abort(
+    source: &Source,
+    node: &Node<'_>,
+    report: &mut Report,
+) -> Option<Option<(u16, PercentPlan)>> {
+    let mut fields = node.fields(source, report)?;
+    let status = fields.take("httpStatus");
+    let percentage = fields.take("percentage");
+    let other_kind = ["grpcStatus", "http2Error"]
+        .iter()
+        .any(|k| node.value.get(*k).is_some());
+    fields.finish(
+        source,
+        report,
+        &[
+            (
+                "grpcStatus",
+                "a gRPC status abort is not supported: sluice aborts with an HTTP status",
+            ),
+            (
+                "http2Error",
+                "an HTTP/2 error abort is not supported: sluice aborts with an HTTP status",
+            ),
+        ],
+    );
+    let percent = fault_percent(source, node, percentage, "aborts", report);
+    let Some(status) = status else {
+        if !other_kind {
+            report.invalid(source, &node.path, "needs httpStatus");
+            return None;
+        }
+        return Some(None);
+    };
+    let code = status.count(source, report)?;
+    let Some(code) = u16::try_from(code).ok().filter(|c| (400..=599).contains(c)) else {
+        report.unsupported(
+            source,
+            &status.path,
+            None,
+            &format!("aborting with {code}: sluice aborts with a status from 400 to 599"),
+        );
+        return Some(None);
+    };
+    Some(Some((code, percent?)))
+}
+
+/// `fault.delay`: a `fixedDelay` of at most sluice's longest.
+fn fault_delay(
+    source: &Source,
+    node: &Node<'_>,
+    report: &mut Report,
+) -> Option<Option<(String, PercentPlan)>> {
+    let mut fields = node.fields(source, report)?;
+    let fixed = fields.take("fixedDelay");
+    let percentage = fields.take("percentage");
+    let exponential = node.value.get("exponentialDelay").is_some();
+    fields.finish(
+        source,
+        report,
+        &[
+            (
+                "percent",
+                "the deprecated integer percent is not converted (Istio versions read it \
+                 differently): give percentage.value",
+            ),
+            (
+                "exponentialDelay",
+                "exponential delays are not supported (Istio does not implement them either)",
+            ),
+        ],
+    );
+    let percent = fault_percent(source, node, percentage, "delays", report);
+    let Some(fixed) = fixed else {
+        if !exponential {
+            report.invalid(source, &node.path, "needs fixedDelay");
+            return None;
+        }
+        return Some(None);
+    };
+    let text = fixed.text(source, report)?;
+    let duration = match parse_duration(&text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            report.invalid(source, &fixed.path, "must be at least 1ms");
+            return None;
+        }
+        Err(reason) => {
+            report.invalid(
+                source,
+                &fixed.path,
+                format!("invalid duration \"{text}\": {reason}"),
+            );
+            return None;
+        }
+    };
+    if duration > MAX_FAULT_DELAY {
+        report.unsupported(
+            source,
+            &fixed.path,
+            None,
+            &format!(
+                "a delay of {text}: sluice delays at most {}",
+                format_duration(MAX_FAULT_DELAY)
+            ),
+        );
+        return Some(None);
+    }
+    Some(Some((format_duration(duration), percent?)))
+}
+
+/// A fault's `percentage`: without it Istio injects the fault into no request, which the
+/// conversion keeps (and notes).
+fn fault_percent(
+    source: &Source,
+    fault: &Node<'_>,
+    percentage: Option<Node<'_>>,
+    verb: &str,
+    report: &mut Report,
+) -> Option<PercentPlan> {
+    match percentage {
+        Some(node) => percentage_value(source, &node, report),
+        None => {
+            report.note(format!(
+                "{}: {} has no percentage: Istio then {verb} no request, and neither does the \
+                 converted fault (percent: 0)",
+                source.label, fault.path
+            ));
+            Some(PercentPlan(0))
+        }
+    }
+}
+
+/// An Istio `Percent`: `{ value }`, 0 when `value` is absent.
+fn percentage_value(source: &Source, node: &Node<'_>, report: &mut Report) -> Option<PercentPlan> {
+    let mut fields = node.fields(source, report)?;
+    let value = fields.take("value");
+    fields.finish(source, report, &[]);
+    let Some(value) = value else {
+        return Some(PercentPlan(0));
+    };
+    let Some(number) = value.value.as_f64() else {
+        report.invalid(source, &value.path, "expected a number");
+        return None;
+    };
+    policy::percent(source, &value, number, report)
+}
+
+/// `headers`: the `request` and `response` changes of a rule or a destination.
+fn headers(source: &Source, node: &Node<'_>, report: &mut Report) -> (HeadersPlan, HeadersPlan) {
+    let Some(mut fields) = node.fields(source, report) else {
+        return Default::default();
+    };
+    let request = fields
+        .take("request")
+        .map(|n| header_operations(source, &n, report))
+        .unwrap_or_default();
+    let response = fields
+        .take("response")
+        .map(|n| header_operations(source, &n, report))
+        .unwrap_or_default();
+    fields.finish(source, report, &[]);
+    (request, response)
+}
+
+/// `HeaderOperations`: `set` and `add` map names to values, `remove` lists names.
+fn header_operations(source: &Source, node: &Node<'_>, report: &mut Report) -> HeadersPlan {
+    let mut plan = HeadersPlan::default();
+    let Some(mut fields) = node.fields(source, report) else {
+        return plan;
+    };
+    for key in ["set", "add"] {
+        let Some(map) = fields.take(key) else {
+            continue;
+        };
+        for (name, value) in map.entries(source, report) {
+            let Some(text) = value.text(source, report) else {
+                continue;
+            };
+            let Some(name) = policy::header_name(source, &value.path, &name, report) else {
+                continue;
+            };
+            let Some(text) = envoy_literal(source, &value.path, &name, &text, report) else {
+                continue;
+            };
+            let Some(text) = policy::header_value(source, &value.path, &name, &text, report) else {
+                continue;
+            };
+            let target = if key == "set" {
+                &mut plan.set
+            } else {
+                &mut plan.add
+            };
+            if !policy::push_once(target, name.clone(), text) {
+                report.invalid(
+                    source,
+                    &value.path,
+                    format!("header {name} is given twice (names are case-insensitive)"),
+                );
+            }
+        }
+    }
+    if let Some(list) = fields.take("remove") {
+        for item in list.items(source, report) {
+            let Some(text) = item.text(source, report) else {
+                continue;
+            };
+            if let Some(name) = policy::header_name(source, &item.path, &text, report) {
+                policy::remove_once(&mut plan, name);
+            }
+        }
+    }
+    fields.finish(source, report, &[]);
+    plan
+}
+
+/// A header value as Envoy writes it: `%%` is a `%`; any other `%` starts a variable
+/// (`%DOWNSTREAM_REMOTE_ADDRESS%`), which sluice cannot fill (reported).
+fn envoy_literal(
+    source: &Source,
+    field: &str,
+    name: &str,
+    value: &str,
+    report: &mut Report,
+) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+        } else if chars.next_if_eq(&'%').is_some() {
+            out.push('%');
+        } else {
+            report.unsupported(
+                source,
+                field,
+                Some(name),
+                &format!(
+                    "the value of header {name} uses an Envoy variable (%...%), which sluice \
+                     cannot fill"
+                ),
+            );
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// `mirror` with `mirrorPercentage` (or the deprecated integer `mirrorPercent`), or the first
+/// of `mirrors`: sluice mirrors a route to one upstream. `Some(None)`: no mirror.
+fn mirror(
+    context: &RuleContext<'_>,
+    fields: &mut Fields<'_>,
+    action: Option<&Action>,
+    upstreams: &mut Upstreams,
+    report: &mut Report,
+) -> Option<Option<MirrorPlan>> {
+    let source = context.source;
+    let single = fields.take("mirror");
+    let list = fields.take("mirrors");
+    let percentage = fields.take("mirrorPercentage");
+    let deprecated = [fields.take("mirrorPercent"), fields.take("mirror_percent")]
+        .into_iter()
+        .flatten()
+        .next();
+    let given = single.as_ref().or(list.as_ref());
+    let Some(given) = given else {
+        if let Some(orphan) = percentage.or(deprecated) {
+            report.invalid(source, &orphan.path, "a mirror percentage without mirror");
+            return None;
+        }
+        return Some(None);
+    };
+    match action {
+        None => return None,
+        Some(Action::Respond { .. }) => {
+            report.unsupported(
+                source,
+                &given.path,
+                None,
+                "the rule answers itself: sluice mirrors forwarded requests only",
+            );
+            return Some(None);
+        }
+        Some(Action::Forward(_)) => {}
+    }
+    let (destination, percent) = match (&single, &list) {
+        (Some(destination), None) => {
+            let percent = match (percentage, deprecated) {
+                (Some(p), _) => percentage_value(source, &p, report)?,
+                (None, Some(old)) => {
+                    let value = old.count(source, report)?;
+                    policy::checked_percent(
+                        source,
+                        &old.path,
+                        PercentPlan::from_fraction(value, 100),
+                        &format!("{value}%"),
+                        report,
+                    )?
+                }
+                (None, None) => PercentPlan::ALL,
+            };
+            (destination.clone(), percent)
+        }
+        (None, Some(list)) => {
+            if let Some(stray) = percentage.or(deprecated) {
+                report.invalid(
+                    source,
+                    &stray.path,
+                    "applies to mirror, not mirrors (give mirrors[].percentage)",
+                );
+                return None;
+            }
+            let items = list.items(source, report);
+            for extra in items.iter().skip(1) {
+                report.unsupported(
+                    source,
+                    &extra.path,
+                    None,
+                    "a second mirror: sluice mirrors a route's requests to one upstream",
+                );
+            }
+            let first = items.first()?;
+            let mut policy_fields = first.fields(source, report)?;
+            let destination = policy_fields.take("destination");
+            let percentage = policy_fields.take("percentage");
+            policy_fields.finish(source, report, &[]);
+            let percent = match percentage {
+                Some(p) => percentage_value(source, &p, report)?,
+                None => PercentPlan::ALL,
+            };
+            let Some(destination) = destination else {
+                report.invalid(source, &first.path, "missing destination");
+                return None;
+            };
+            (destination, percent)
+        }
+        (Some(_), Some(list)) => {
+            report.invalid(source, &list.path, "mirror and mirrors together");
+            return None;
+        }
+        (None, None) => return Some(None),
+    };
+    let upstream = destination_upstream(context, &destination, upstreams, report)?;
+    Some(Some(MirrorPlan { upstream, percent }))
 }
 
 /// A `directResponse`: its status and text body.

@@ -5,9 +5,11 @@
 //! field and its document (unless `--ignore FIELD` drops it, which is noted), never silently
 //! lost. `document` reads the YAML and walks each object field by field, so any field the
 //! converter did not read is reported; `istio` and `gateway` turn objects into a
-//! `plan::Plan` (routes in the order sluice must try them, upstreams, rollouts);
-//! `render` prints it; the result is validated with `sluice_config::Config::parse` before
-//! it is returned, so what is printed passes `--check`.
+//! `plan::Plan` (routes in the order sluice must try them, with their header changes,
+//! mirrors, retries and faults; upstreams; rollouts), asking `policy` which header names,
+//! values, percentages and statuses sluice accepts; `render` prints it; the result is
+//! validated with `sluice_config::Config::parse` before it is returned, so what is printed
+//! passes `--check`.
 
 use std::fmt;
 use std::path::Path;
@@ -15,12 +17,13 @@ use std::path::Path;
 use sluice_config::{Address, Config, ConfigError};
 
 use self::document::Source;
-use self::plan::{Action, Plan, RolloutPlan, Upstreams};
+use self::plan::{Action, Plan, RolloutPlan, RoutePlan, Upstreams};
 
 mod document;
 mod gateway;
 mod istio;
 mod plan;
+mod policy;
 mod render;
 
 /// Canary percentages a generated rollout may walk through (those at or above the canary's
@@ -41,8 +44,9 @@ pub struct Input {
 pub struct Options {
     /// Endpoints for upstreams (`--upstream NAME=HOST:PORT[,HOST:PORT]`), by upstream name.
     pub upstreams: Vec<(String, Vec<String>)>,
-    /// Fields to drop instead of refusing them (`--ignore FIELD`): a key (`fault`), a path
-    /// without indices (`spec.http.fault`) or a filter type (`RequestHeaderModifier`).
+    /// Fields to drop instead of refusing them (`--ignore FIELD`): a key (`corsPolicy`), a
+    /// path without indices (`spec.http.corsPolicy`), a filter type (`URLRewrite`) or a header
+    /// name (`host`).
     pub ignore: Vec<String>,
     /// The listener address written in the output.
     pub listen: String,
@@ -75,7 +79,7 @@ pub enum ConvertError {
     Unsupported {
         /// `VirtualService default/reviews (vs.yaml, document 1)`.
         document: String,
-        /// `spec.http[0].fault`.
+        /// `spec.http[0].corsPolicy`.
         field: String,
         /// What sluice lacks.
         reason: String,
@@ -306,6 +310,12 @@ pub fn convert(inputs: &[Input], options: &Options) -> Result<Conversion, Conver
          method, most headers, most query parameters, oldest route, rule order): sluice takes \
          the first route that matches."
     };
+    for route in &routes {
+        mirror_note(route, &mut report);
+    }
+    if routes.iter().any(|r| r.policy.retries.is_some()) {
+        report.note(policy::retries_note());
+    }
     let mut plan = Plan {
         upstreams,
         routes,
@@ -325,8 +335,24 @@ pub fn convert(inputs: &[Input], options: &Options) -> Result<Conversion, Conver
     })
 }
 
+/// Istio and the Gateway API mirror every request of a route; sluice does not copy a request
+/// to the upstream that serves it.
+fn mirror_note(route: &RoutePlan, report: &mut Report) {
+    let (Some(mirror), Action::Forward(backends)) = (&route.policy.mirror, &route.action) else {
+        return;
+    };
+    if backends.iter().any(|b| b.upstream == mirror.upstream) {
+        report.note(format!(
+            "{}: mirrors to {}, one of its own backends: sluice does not mirror the requests \
+             that {} serves itself (the source sends those twice)",
+            route.origin, mirror.upstream, mirror.upstream
+        ));
+    }
+}
+
 /// A rollout for every route split between exactly two backends: stable is the one with the
-/// larger weight (the first on a tie), steps start at the canary's share today.
+/// larger weight (the first on a tie), steps start at the canary's share today, after a
+/// `shadow` step when the route mirrors to the canary.
 fn rollouts(plan: &Plan, options: &Options, report: &mut Report) -> Vec<RolloutPlan> {
     let mut rollouts = Vec::new();
     for route in &plan.routes {
@@ -346,12 +372,18 @@ fn rollouts(plan: &Plan, options: &Options, report: &mut Report) -> Vec<RolloutP
             .into_iter()
             .filter(|step| step * total >= canary.weight * 100)
             .collect();
+        let shadow = route
+            .policy
+            .mirror
+            .as_ref()
+            .is_some_and(|m| m.upstream == canary.upstream);
         rollouts.push(RolloutPlan {
             route: route.name.clone(),
             stable: stable.upstream.clone(),
             canary: canary.upstream.clone(),
             stable_weight: stable.weight,
             canary_weight: canary.weight,
+            shadow,
             steps,
         });
     }

@@ -1,5 +1,6 @@
 //! The converted config before it is printed: upstreams, routes in the order sluice tries
-//! them, and rollouts, each remembering where it came from.
+//! them (with what they do besides choosing a backend), and rollouts, each remembering where
+//! it came from.
 
 use std::collections::HashSet;
 
@@ -73,8 +74,86 @@ pub(crate) struct RoutePlan {
     pub(crate) timeout: Option<String>,
     /// Why the timeout is what it is, when it was not written in the source.
     pub(crate) timeout_why: Option<&'static str>,
+    /// Mirroring, retries, faults and header changes.
+    pub(crate) policy: PolicyPlan,
     /// Forward or answer.
     pub(crate) action: Action,
+}
+
+/// What a route does besides choosing a backend.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PolicyPlan {
+    /// `mirror:`.
+    pub(crate) mirror: Option<MirrorPlan>,
+    /// `retries:`.
+    pub(crate) retries: Option<RetriesPlan>,
+    /// `fault:`.
+    pub(crate) fault: Option<FaultPlan>,
+    /// `request_headers:`.
+    pub(crate) request_headers: HeadersPlan,
+    /// `response_headers:`.
+    pub(crate) response_headers: HeadersPlan,
+}
+
+/// `request_headers` / `response_headers` of a route or backend: lowercase names sluice
+/// accepts, values it can write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeadersPlan {
+    pub(crate) set: Vec<(String, String)>,
+    pub(crate) add: Vec<(String, String)>,
+    pub(crate) remove: Vec<String>,
+}
+
+/// `mirror: { upstream, percent }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MirrorPlan {
+    pub(crate) upstream: String,
+    pub(crate) percent: PercentPlan,
+}
+
+/// A share of requests in hundredths of a percent (sluice's precision): `1250` is 12.5%.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PercentPlan(pub(crate) u32);
+
+/// Why a percentage cannot be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PercentError {
+    /// Not within 0..=100.
+    OutOfRange,
+    /// More precise than hundredths of a percent.
+    TooFine,
+}
+
+/// `retries: { attempts, on }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RetriesPlan {
+    /// Retries after the first try.
+    pub(crate) attempts: u64,
+    /// Why `attempts` is what it is, when the source did not say.
+    pub(crate) attempts_why: Option<&'static str>,
+    pub(crate) on: RetryOnPlan,
+}
+
+/// `retries.on`: the failures retried.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RetryOnPlan {
+    pub(crate) connect_failure: bool,
+    pub(crate) reset: bool,
+    /// 502, 503 and 504.
+    pub(crate) gateway_error: bool,
+    /// Every 5xx.
+    pub(crate) server_error: bool,
+    /// Single statuses (408, 429, 5xx).
+    pub(crate) statuses: Vec<u16>,
+}
+
+/// `fault: { abort, delay }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FaultPlan {
+    /// Status and share aborted.
+    pub(crate) abort: Option<(u16, PercentPlan)>,
+    /// Duration (as written in the output) and share delayed.
+    pub(crate) delay: Option<(String, PercentPlan)>,
 }
 
 /// The `match:` block of a route.
@@ -131,11 +210,13 @@ pub(crate) enum Action {
     },
 }
 
-/// One weighted backend.
+/// One weighted backend, with its own header changes.
 #[derive(Clone, Debug)]
 pub(crate) struct BackendPlan {
     pub(crate) upstream: String,
     pub(crate) weight: u64,
+    pub(crate) request_headers: HeadersPlan,
+    pub(crate) response_headers: HeadersPlan,
 }
 
 /// A rollout for a route split between two upstreams.
@@ -146,6 +227,8 @@ pub(crate) struct RolloutPlan {
     pub(crate) canary: String,
     pub(crate) stable_weight: u64,
     pub(crate) canary_weight: u64,
+    /// A `shadow` step first: the route mirrors its requests to the canary.
+    pub(crate) shadow: bool,
     pub(crate) steps: Vec<u64>,
 }
 
@@ -225,6 +308,105 @@ impl Plan {
                 route.name = name;
             }
         }
+    }
+}
+
+impl HeadersPlan {
+    /// Whether it changes nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Every header it touches.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.set
+            .iter()
+            .chain(&self.add)
+            .map(|(name, _)| name.as_str())
+            .chain(self.remove.iter().map(String::as_str))
+    }
+}
+
+impl PercentPlan {
+    /// All requests.
+    pub(crate) const ALL: Self = Self(10_000);
+
+    /// `value` percent.
+    pub(crate) fn from_f64(value: f64) -> Result<Self, PercentError> {
+        if !(0.0..=100.0).contains(&value) {
+            return Err(PercentError::OutOfRange);
+        }
+        let hundredths = (value * 100.0).round();
+        if (value * 100.0 - hundredths).abs() > 1e-6 {
+            return Err(PercentError::TooFine);
+        }
+        // Within 0..=10_000: the cast is exact.
+        Ok(Self(hundredths as u32))
+    }
+
+    /// `numerator / denominator` of all requests.
+    pub(crate) fn from_fraction(numerator: u64, denominator: u64) -> Result<Self, PercentError> {
+        if denominator == 0 || numerator > denominator {
+            return Err(PercentError::OutOfRange);
+        }
+        let scaled = u128::from(numerator) * 10_000;
+        if !scaled.is_multiple_of(u128::from(denominator)) {
+            return Err(PercentError::TooFine);
+        }
+        u32::try_from(scaled / u128::from(denominator))
+            .map(Self)
+            .map_err(|_| PercentError::OutOfRange)
+    }
+}
+
+impl std::fmt::Display for PercentPlan {
+    /// `12.5`, `0.01`, `100`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, hundredths) = (self.0 / 100, self.0 % 100);
+        match hundredths {
+            0 => write!(f, "{whole}"),
+            h if h.is_multiple_of(10) => write!(f, "{whole}.{}", h / 10),
+            h => write!(f, "{whole}.{h:02}"),
+        }
+    }
+}
+
+impl RetryOnPlan {
+    /// Adds a status, once.
+    pub(crate) fn status(&mut self, code: u16) {
+        if !self.statuses.contains(&code) {
+            self.statuses.push(code);
+        }
+    }
+
+    /// Whether nothing is retried.
+    pub(crate) fn is_empty(&self) -> bool {
+        !(self.connect_failure || self.reset || self.gateway_error || self.server_error)
+            && self.statuses.is_empty()
+    }
+
+    /// The `on:` entries, without the redundant ones (a 502 under `gateway-error`).
+    pub(crate) fn tokens(&self) -> Vec<String> {
+        let mut tokens: Vec<String> = [
+            (self.connect_failure, "connect-failure"),
+            (self.reset, "reset"),
+            (self.gateway_error && !self.server_error, "gateway-error"),
+            (self.server_error, "5xx"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, token)| token.to_string())
+        .collect();
+        let mut statuses: Vec<u16> = self
+            .statuses
+            .iter()
+            .copied()
+            .filter(|s| !(self.server_error && (500..=599).contains(s)))
+            .filter(|s| !(self.gateway_error && [502, 503, 504].contains(s)))
+            .collect();
+        statuses.sort_unstable();
+        tokens.extend(statuses.iter().map(u16::to_string));
+        tokens
     }
 }
 

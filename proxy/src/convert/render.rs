@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::plan::{Action, MatchPlan, PathPlan, Plan, ValueKind, ValuePlan};
+use super::plan::{
+    Action, BackendPlan, HeadersPlan, MatchPlan, PathPlan, Plan, PolicyPlan, ValueKind, ValuePlan,
+};
 use super::{Input, Options};
 
 /// Notes are wrapped to this many characters (after their `# Note: ` lead).
@@ -116,19 +118,12 @@ fn routes(out: &mut String, plan: &Plan) {
                 .unwrap_or_default();
             line(out, 4, &format!("timeout: {timeout}{why}"));
         }
+        policy(out, &route.policy);
         match &route.action {
             Action::Forward(backends) => {
                 line(out, 4, "backends:");
                 for backend in backends {
-                    line(
-                        out,
-                        6,
-                        &format!(
-                            "- {{ upstream: {}, weight: {} }}",
-                            scalar(&backend.upstream),
-                            backend.weight
-                        ),
-                    );
+                    self::backend(out, backend);
                 }
             }
             Action::Respond { status, body, why } => {
@@ -143,6 +138,116 @@ fn routes(out: &mut String, plan: &Plan) {
                 );
             }
         }
+    }
+}
+
+/// `mirror`, `retries`, `fault` and the header changes of a route.
+fn policy(out: &mut String, policy: &PolicyPlan) {
+    if let Some(mirror) = &policy.mirror {
+        line(
+            out,
+            4,
+            &format!(
+                "mirror: {{ upstream: {}, percent: {} }}",
+                scalar(&mirror.upstream),
+                mirror.percent
+            ),
+        );
+    }
+    if let Some(retries) = &policy.retries {
+        let on: Vec<String> = retries
+            .on
+            .tokens()
+            .iter()
+            .map(|t| {
+                if t.starts_with(|c: char| c.is_ascii_digit()) {
+                    quoted(t)
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
+        let why = retries
+            .attempts_why
+            .map(|w| format!("  # attempts {w}"))
+            .unwrap_or_default();
+        line(
+            out,
+            4,
+            &format!(
+                "retries: {{ attempts: {}, on: [{}] }}{why}",
+                retries.attempts,
+                on.join(", ")
+            ),
+        );
+    }
+    if let Some(fault) = &policy.fault {
+        line(out, 4, "fault:");
+        if let Some((status, percent)) = &fault.abort {
+            line(
+                out,
+                6,
+                &format!("abort: {{ status: {status}, percent: {percent} }}"),
+            );
+        }
+        if let Some((duration, percent)) = &fault.delay {
+            line(
+                out,
+                6,
+                &format!("delay: {{ duration: {duration}, percent: {percent} }}"),
+            );
+        }
+    }
+    headers(out, 4, "request_headers", &policy.request_headers);
+    headers(out, 4, "response_headers", &policy.response_headers);
+}
+
+/// One backend: on one line, or as a block when it changes headers.
+fn backend(out: &mut String, backend: &BackendPlan) {
+    if backend.request_headers.is_empty() && backend.response_headers.is_empty() {
+        line(
+            out,
+            6,
+            &format!(
+                "- {{ upstream: {}, weight: {} }}",
+                scalar(&backend.upstream),
+                backend.weight
+            ),
+        );
+        return;
+    }
+    line(
+        out,
+        6,
+        &format!("- upstream: {}", scalar(&backend.upstream)),
+    );
+    line(out, 8, &format!("weight: {}", backend.weight));
+    headers(out, 8, "request_headers", &backend.request_headers);
+    headers(out, 8, "response_headers", &backend.response_headers);
+}
+
+/// `request_headers:` or `response_headers:` at `indent`, unless it changes nothing.
+fn headers(out: &mut String, indent: usize, key: &str, plan: &HeadersPlan) {
+    if plan.is_empty() {
+        return;
+    }
+    line(out, indent, &format!("{key}:"));
+    for (field, list) in [("set", &plan.set), ("add", &plan.add)] {
+        if list.is_empty() {
+            continue;
+        }
+        line(out, indent + 2, &format!("{field}:"));
+        for (name, value) in list {
+            line(
+                out,
+                indent + 4,
+                &format!("{}: {}", scalar(name), quoted(value)),
+            );
+        }
+    }
+    if !plan.remove.is_empty() {
+        let names: Vec<String> = plan.remove.iter().map(|n| scalar(n)).collect();
+        line(out, indent + 2, &format!("remove: [{}]", names.join(", ")));
     }
 }
 
@@ -214,11 +319,16 @@ fn rollouts(out: &mut String, plan: &Plan) {
         } else {
             "the larger weight"
         };
+        let shadow = if rollout.shadow {
+            "; it mirrors to the canary, so a shadow step judges the copies first"
+        } else {
+            ""
+        };
         line(
             out,
             2,
             &format!(
-                "# {} splits {}/{}: stable = {} ({why}), canary = {}",
+                "# {} splits {}/{}: stable = {} ({why}), canary = {}{shadow}",
                 rollout.route,
                 rollout.stable_weight,
                 rollout.canary_weight,
@@ -230,7 +340,12 @@ fn rollouts(out: &mut String, plan: &Plan) {
         line(out, 4, &format!("route: {}", scalar(&rollout.route)));
         line(out, 4, &format!("stable: {}", scalar(&rollout.stable)));
         line(out, 4, &format!("canary: {}", scalar(&rollout.canary)));
-        let steps: Vec<String> = rollout.steps.iter().map(u64::to_string).collect();
+        let steps: Vec<String> = rollout
+            .shadow
+            .then(|| "shadow".to_string())
+            .into_iter()
+            .chain(rollout.steps.iter().map(u64::to_string))
+            .collect();
         line(out, 4, &format!("steps: [{}]", steps.join(", ")));
         line(out, 4, &format!("interval: {ROLLOUT_INTERVAL}"));
         line(out, 4, "analysis:");

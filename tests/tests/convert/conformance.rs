@@ -723,10 +723,10 @@ spec:
       weight: 0
 "#;
 
-const BACKENDS: [&str; 3] = ["infra-backend-v1", "infra-backend-v2", "infra-backend-v3"];
+pub(super) const BACKENDS: [&str; 3] = ["infra-backend-v1", "infra-backend-v2", "infra-backend-v3"];
 
 /// The suite's three backends, and a proxy running the conversion of `yaml` in front of them.
-async fn deploy(yaml: &str, served: &[&str]) -> (Vec<Backend>, Proxy) {
+pub(super) async fn deploy(yaml: &str, served: &[&str]) -> (Vec<Backend>, Proxy) {
     let mut backends = Vec::new();
     let mut args = vec![
         "--listen=127.0.0.1:0".to_string(),

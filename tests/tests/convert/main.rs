@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod conformance;
+mod policies;
 
 use std::path::Path;
 use std::process::Command;
@@ -36,6 +37,28 @@ fn convert(files: &[(&str, &str)], args: &[String]) -> String {
         panic!("the converted config is invalid: {e}\n{yaml}");
     }
     yaml
+}
+
+/// Runs `sluice-proxy convert` on `files` expecting it to refuse them; returns what it printed
+/// on stderr.
+fn refused(files: &[(&str, &str)], args: &[String]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write input");
+    }
+    let out = Command::new(binary("sluice-proxy"))
+        .arg("convert")
+        .args(files.iter().map(|(name, _)| *name))
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("run sluice-proxy convert");
+    assert!(
+        !out.status.success(),
+        "converted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `sluice-proxy --check` on `yaml`; returns its stdout.
