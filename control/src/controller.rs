@@ -680,6 +680,7 @@ impl Controller {
                     &m.rollout,
                     (write.stable, write.canary),
                     expected,
+                    &next,
                 )
                 .await;
             match written {

@@ -163,8 +163,10 @@ impl Store for EtcdStore {
         rollout: &'a Rollout,
         (stable, canary): (Weight, Weight),
         expected: Option<(Weight, Weight)>,
+        state: &'a RolloutState,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(async move {
+            let state = serde_json::to_vec(state).map_err(|e| WriteError::Failed(e.to_string()))?;
             let not_leader =
                 || WriteError::Failed("this control is not the leader; nothing written".into());
             let (term, _) = self.leading().ok_or_else(not_leader)?;
@@ -203,7 +205,12 @@ impl Store for EtcdStore {
                             Compare::create_revision(term.key(), term.revision()),
                             Compare::mod_revision(&self.weights_key, revision),
                         ],
-                        vec![Op::put(&self.weights_key, text.as_bytes(), 0)],
+                        // The state goes with the weights: a successor never finds weights
+                        // the persisted state does not know.
+                        vec![
+                            Op::put(&self.weights_key, text.as_bytes(), 0),
+                            Op::put(&self.state_key(&rollout.name), &state, 0),
+                        ],
                         vec![Op::get(term.key())],
                     )
                     .await

@@ -38,13 +38,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Entry>;
 
     /// Sets `rollout`'s route to `(stable, canary)`, keeping every other route's entry; with
-    /// `expected`, only if the entry in force is exactly that pair.
+    /// `expected`, only if the entry in force is exactly that pair. `state` is the rollout's
+    /// state once the write is done: a store that can persist both in one step does (etcd: one
+    /// transaction), so a control killed between the two never leaves weights its persisted
+    /// state does not know (its successor would take them for a hand edit). The others persist
+    /// it with [`Store::save_state`], which the caller runs next anyway.
     fn write_weights<'a>(
         &'a self,
         routes: &'a RouteTable,
         rollout: &'a Rollout,
         weights: (Weight, Weight),
         expected: Option<(Weight, Weight)>,
+        state: &'a RolloutState,
     ) -> BoxFuture<'a, Result<(), WriteError>>;
 }
 
@@ -207,6 +212,7 @@ impl Store for FileStore {
         rollout: &'a Rollout,
         (stable, canary): (Weight, Weight),
         expected: Option<(Weight, Weight)>,
+        _state: &'a RolloutState,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(async move {
             if let Some(expected) = expected {
@@ -311,6 +317,7 @@ impl Store for MemoryStore {
         rollout: &'a Rollout,
         (stable, canary): (Weight, Weight),
         expected: Option<(Weight, Weight)>,
+        _state: &'a RolloutState,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         let mut memory = self.lock();
         let result = if memory.fail_writes {

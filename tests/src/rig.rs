@@ -107,9 +107,21 @@ impl Rig {
         )
     }
 
-    /// Writes `text` as `sluice.yaml`.
+    /// Writes `text` as `sluice.yaml`, atomically (temp file + rename): a control or proxy
+    /// reading it meanwhile (a control still starting, say) sees the old or the new file,
+    /// never half of one.
     pub fn write_config_text(&self, text: &str) {
-        std::fs::write(self.dir.path().join("sluice.yaml"), text).expect("write config");
+        sluice_config::write_atomic(&self.dir.path().join("sluice.yaml"), text.as_bytes())
+            .expect("write config");
+    }
+
+    /// Rewrites `sluice.yaml` as `edit` returns it (atomically); the edit must change it.
+    pub fn edit_config(&self, edit: impl FnOnce(&str) -> String) {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("sluice.yaml")).expect("read config");
+        let edited = edit(&text);
+        assert_ne!(text, edited, "the edit changes the config");
+        self.write_config_text(&edited);
     }
 
     /// Writes `rollouts` (see [`Rig::write_config`], canary version `v2`), waits until every

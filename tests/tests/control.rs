@@ -445,13 +445,12 @@ async fn a_canary_ejected_by_outlier_detection_is_rolled_back_through_its_failov
     let (rig, control) = rig_with(1, &rollout("[10, 50, 100]", "1500ms", HEALTHY)).await;
     // Outlier detection on for the canary: after 3 failures it is ejected, and the split sends
     // its share to stable. The control must still see those requests as failed canary ones.
-    let config = std::fs::read_to_string(rig.dir().join("sluice.yaml")).expect("read config");
-    let with_ejection = config.replace(
-        "outlier_detection: { consecutive_failures: 0 }",
-        "outlier_detection: { consecutive_failures: 3, base_ejection_time: 60s }",
-    );
-    assert_ne!(config, with_ejection);
-    std::fs::write(rig.dir().join("sluice.yaml"), with_ejection).expect("write config");
+    rig.edit_config(|config| {
+        config.replace(
+            "outlier_detection: { consecutive_failures: 0 }",
+            "outlier_detection: { consecutive_failures: 3, base_ejection_time: 60s }",
+        )
+    });
     eventually!(
         rig.proxies[0].config_json().await["upstreams"][1]["endpoints"][0]["healthy"] == true,
         "proxy reloaded"
@@ -488,13 +487,17 @@ async fn after_success_promoting_stable_to_the_new_version_hands_traffic_back() 
         "canary takes everything"
     );
     // The operator promotes: stable now runs v2 (in real life, new endpoints too).
-    let config = std::fs::read_to_string(rig.dir().join("sluice.yaml")).expect("read config");
-    std::fs::write(
-        rig.dir().join("sluice.yaml"),
-        config.replacen("version: v1", "version: v2", 1),
-    )
-    .expect("write config");
+    rig.edit_config(|config| config.replacen("version: v1", "version: v2", 1));
     eventually!(proxy_weights(&rig).await == [0.0], "traffic back to stable");
+    // The weights are written before the decision is published: wait for it to show.
+    eventually!(
+        control
+            .rollout("myapp")
+            .await
+            .last_decision
+            .is_some_and(|d| d.message.contains("stable now runs v2")),
+        "the hand-back is published"
+    );
     let rollout = control.rollout("myapp").await;
     assert_eq!(rollout.phase.as_str(), "succeeded");
     assert!(

@@ -503,15 +503,13 @@ const SHADOW_ANALYSIS: &str =
 async fn shadow_rig(rollouts: &str) -> (Rig, Control) {
     let rig = Rig::new(1).await;
     rig.write_config(rollouts, "v2");
-    let path = rig.dir().join("sluice.yaml");
-    let text = std::fs::read_to_string(&path).expect("read config");
-    let mirrored = text.replacen(
-        "    timeout: 5s\n",
-        "    timeout: 5s\n    mirror: { upstream: canary }\n",
-        1,
-    );
-    assert_ne!(text, mirrored);
-    std::fs::write(&path, mirrored).expect("write config");
+    rig.edit_config(|text| {
+        text.replacen(
+            "    timeout: 5s\n",
+            "    timeout: 5s\n    mirror: { upstream: canary }\n",
+            1,
+        )
+    });
     rig.wait_for_rollouts().await;
     let control = Control::start(rig.dir());
     (rig, control)

@@ -49,15 +49,13 @@ async fn exit_of(mut child: Child) -> (i32, String) {
 /// at the same address.
 fn fix_control_port(rig: &Rig) -> String {
     let port = sluice_tests::free_port();
-    let path = rig.dir().join("sluice.yaml");
-    let text = std::fs::read_to_string(&path).expect("read config");
-    let fixed = text.replacen(
-        "  admin: 127.0.0.1:0\n  state:",
-        &format!("  admin: 127.0.0.1:{port}\n  state:"),
-        1,
-    );
-    assert_ne!(text, fixed, "the control admin line is in the config");
-    std::fs::write(&path, fixed).expect("write config");
+    rig.edit_config(|text| {
+        text.replacen(
+            "  admin: 127.0.0.1:0\n  state:",
+            &format!("  admin: 127.0.0.1:{port}\n  state:"),
+            1,
+        )
+    });
     format!("127.0.0.1:{port}")
 }
 
@@ -372,15 +370,13 @@ async fn blue_green_switches_only_to_healthy_green_and_back_in_one_write() {
     );
     rig.write_config(&blue_green, "v2");
     // The green (canary) upstream is health-checked by the proxy.
-    let path = rig.dir().join("sluice.yaml");
-    let text = std::fs::read_to_string(&path).expect("read config");
-    let checked = text.replacen(
-        "    outlier_detection: { consecutive_failures: 0 }\n",
-        "    outlier_detection: { consecutive_failures: 0 }\n    health_check: { path: /health, interval: 200ms, timeout: 500ms, healthy: 1, unhealthy: 1 }\n",
-        1,
-    );
-    assert_ne!(text, checked);
-    std::fs::write(&path, checked).expect("write config");
+    rig.edit_config(|text| {
+        text.replacen(
+            "    outlier_detection: { consecutive_failures: 0 }\n",
+            "    outlier_detection: { consecutive_failures: 0 }\n    health_check: { path: /health, interval: 200ms, timeout: 500ms, healthy: 1, unhealthy: 1 }\n",
+            1,
+        )
+    });
     rig.canary.set_path_status("/health", Some(503));
     rig.wait_for_rollouts().await;
     let control = Control::start(rig.dir());
@@ -403,14 +399,18 @@ async fn blue_green_switches_only_to_healthy_green_and_back_in_one_write() {
     rig.canary.set_path_status("/health", None);
     assert_eq!(control.command("myapp", "retry").await.0, 200);
     eventually!(rig.canary_weights().await == [100.0], "switched to green");
-    let switched = control
-        .rollout("myapp")
-        .await
-        .history
-        .into_iter()
-        .filter(|d| d.message.contains("switched"))
-        .count();
-    assert_eq!(switched, 1, "one switch");
+    // The weights are written before the decision is published: wait for it to show.
+    let switches = || async {
+        control
+            .rollout("myapp")
+            .await
+            .history
+            .into_iter()
+            .filter(|d| d.message.contains("switched"))
+            .count()
+    };
+    eventually!(switches().await >= 1, "the switch is in the history");
+    assert_eq!(switches().await, 1, "one switch");
     // Green goes bad during the bake: switched back in one write.
     rig.canary
         .set_behavior(Behavior::Slow(Duration::from_millis(300)));
