@@ -2,7 +2,7 @@
 //! `x-request-id` added, framing, `Host` and upgrades checked. Pure functions of the headers
 //! (only `http` types), so the fuzz targets compile this file as it is.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
 
 /// A request the checks refuse, with the reason: answered 400 `bad_request`, and its
@@ -215,56 +215,104 @@ pub fn drop_length_beside_coding(headers: &mut HeaderMap) -> bool {
 /// `Proxy-Connection`, `Transfer-Encoding`, `TE` (kept only as `te: trailers`), and `Upgrade`
 /// unless this is an upgrade, which keeps `Upgrade` and `Connection: upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
+    // One pass over the names says which of them are there (usually none, or `Connection`
+    // alone): cheaper than a hash lookup for each, on every request and response.
+    let present = headers
+        .keys()
+        .fold(0u8, |found, name| found | hop_by_hop_bit(name));
+    if present & HOP_CONNECTION != 0 {
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let first = values.next().cloned();
+        let more: Vec<HeaderValue> = values.cloned().collect();
+        headers.remove(header::CONNECTION);
+        for token in first
             .iter()
+            .chain(&more)
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
-            .filter(|name| !(upgrade && name == header::UPGRADE))
-            .collect();
-        for name in named {
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !(t.is_empty() || upgrade && t.eq_ignore_ascii_case(b"upgrade")))
+        {
+            // By `&str`: looked up without allocating a name; a token that is no valid header
+            // name names nothing that could be there.
+            if let Ok(name) = std::str::from_utf8(token) {
+                headers.remove(name);
+            }
+        }
+    }
+    for (bit, name) in [
+        (HOP_KEEP_ALIVE, &KEEP_ALIVE),
+        (HOP_PROXY_CONNECTION, &PROXY_CONNECTION),
+        (HOP_HTTP2_SETTINGS, &HTTP2_SETTINGS),
+        (HOP_TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
+    ] {
+        if present & bit != 0 {
             headers.remove(name);
         }
-        headers.remove(header::CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(&HTTP2_SETTINGS);
-    headers.remove(header::TRANSFER_ENCODING);
-    if let Some(te) = headers.remove(header::TE) {
-        if te
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-        {
-            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if present & HOP_TE != 0 {
+        if let Some(te) = headers.remove(header::TE) {
+            if te
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            {
+                headers.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
         }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & HOP_UPGRADE != 0 {
         headers.remove(header::UPGRADE);
+    }
+}
+
+const HOP_CONNECTION: u8 = 1;
+const HOP_KEEP_ALIVE: u8 = 1 << 1;
+const HOP_PROXY_CONNECTION: u8 = 1 << 2;
+const HOP_HTTP2_SETTINGS: u8 = 1 << 3;
+const HOP_TRANSFER_ENCODING: u8 = 1 << 4;
+const HOP_TE: u8 = 1 << 5;
+const HOP_UPGRADE: u8 = 1 << 6;
+
+/// The bit of a hop-by-hop header name for [`remove_hop_by_hop`], 0 for any other name.
+#[inline]
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        HOP_CONNECTION
+    } else if name == header::TRANSFER_ENCODING {
+        HOP_TRANSFER_ENCODING
+    } else if name == header::TE {
+        HOP_TE
+    } else if name == header::UPGRADE {
+        HOP_UPGRADE
+    } else if name == KEEP_ALIVE {
+        HOP_KEEP_ALIVE
+    } else if name == PROXY_CONNECTION {
+        HOP_PROXY_CONNECTION
+    } else if name == HTTP2_SETTINGS {
+        HOP_HTTP2_SETTINGS
+    } else {
+        0
     }
 }
 
 /// Appends the client's address to `x-forwarded-for` (all incoming lines joined into one, so
 /// a client cannot smuggle a value after the proxy's), sets `x-forwarded-proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, https: bool) {
-    let mut existing = headers.get_all(&X_FORWARDED_FOR).iter();
-    match (existing.next(), existing.next()) {
-        (None, _) => {
-            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+    match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            entry.insert(client_ip.clone());
         }
-        (Some(_), _) => {
+        Entry::Occupied(mut entry) => {
             let mut joined = Vec::with_capacity(64);
-            for value in headers.get_all(&X_FORWARDED_FOR) {
+            for value in entry.iter() {
                 joined.extend_from_slice(value.as_bytes());
                 joined.extend_from_slice(b", ");
             }
             joined.extend_from_slice(client_ip.as_bytes());
             if let Ok(value) = HeaderValue::from_bytes(&joined) {
-                headers.insert(X_FORWARDED_FOR.clone(), value);
+                entry.insert(value);
             }
         }
     }
@@ -276,9 +324,9 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, https: bo
 
 /// Sets `x-request-id` to a fresh UUIDv4 (from `random`) unless the request carries one.
 pub fn ensure_request_id(headers: &mut HeaderMap, random: impl Fn() -> u64) {
-    if headers.contains_key(&X_REQUEST_ID) {
+    let Entry::Vacant(entry) = headers.entry(&X_REQUEST_ID) else {
         return;
-    }
+    };
     let bits = u128::from(random()) << 64 | u128::from(random());
     // Version 4, variant 1.
     let v = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
@@ -294,7 +342,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap, random: impl Fn() -> u64) {
         }
     }
     if let Ok(value) = HeaderValue::from_bytes(&out) {
-        headers.insert(X_REQUEST_ID.clone(), value);
+        entry.insert(value);
     }
 }
 
