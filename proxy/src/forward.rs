@@ -331,7 +331,7 @@ impl Proxy {
             // Framed both ways (RFC 9112 §6.3): the chunked body is forwarded whole, without the
             // stale length, and the upstream connection, whose framing is now suspect, is not
             // reused.
-            lease.detach_connection();
+            lease.never_reuse();
         }
         headers::remove_hop_by_hop(response.headers_mut(), false);
         let (parts, body) = response.into_parts();
@@ -630,17 +630,17 @@ fn error_response(labels: &BackendMetrics, error: &ProxyError) -> Response<Respo
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection until either
-/// side closes. The lease keeps the endpoint's in-flight count honest meanwhile (and holds a
-/// slot of the upstream's `max_connections`), and `open` makes a graceful drain wait for the
-/// tunnel and counts it against the listener's `max_connections`.
+/// side closes. The lease drives the upstream connection until its upgrade completes, keeps
+/// the endpoint's in-flight count honest meanwhile and holds the connection's slot of the
+/// upstream's `max_connections` (it is never finished, so never pooled); `open` makes a
+/// graceful drain wait for the tunnel and counts it against the listener's `max_connections`.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     mut lease: Lease,
     open: (OpenConnection, OpenClient),
 ) {
-    lease.detach_connection();
-    let _upstream_slot = lease.hold_connection_slot();
+    let upstream = lease.drive_until(upstream);
     match tokio::try_join!(client, upstream) {
         Ok((client, upstream)) => {
             let mut client = TokioIo::new(client);

@@ -1,8 +1,10 @@
 //! One upstream endpoint: its connection pool, in-flight count and health, shared by every
 //! config generation that keeps the endpoint (so weight changes never touch a connection).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Context;
 use std::time::Instant;
 
 use hyper::body::Incoming;
@@ -15,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::breaker::{Breaker, ConnectionSlot};
 use super::connect::Connector;
+use super::connection::Http1Connection;
 use super::health::{Health, Verdict};
 use super::pool::Pool;
 use super::probe::{Probe, ProbeStatus};
@@ -44,12 +47,16 @@ pub struct Endpoint {
     breaker: Arc<Breaker>,
 }
 
-/// A request's hold on an endpoint: counts as in flight until dropped, and carries the
-/// HTTP/1.1 connection back to the pool once the exchange is complete.
+/// A request's hold on an endpoint: counts as in flight until dropped, and owns the HTTP/1.1
+/// connection of the exchange: whoever holds the lease drives the connection (the response
+/// body as it streams, a tunnel until its upgrade completes), and it goes back to the pool
+/// once the exchange is complete.
 #[derive(Debug)]
 pub struct Lease {
     endpoint: Arc<Endpoint>,
-    conn: Option<http1::SendRequest<RequestBody>>,
+    conn: Option<Http1Connection>,
+    /// Cleared when the connection must not serve another request.
+    reuse: bool,
     body: Option<BodyDone>,
 }
 
@@ -217,6 +224,7 @@ impl Endpoint {
         let mut lease = Lease {
             endpoint: self.clone(),
             conn: None,
+            reuse: true,
             body,
         };
         match self.protocol {
@@ -225,8 +233,8 @@ impl Endpoint {
                 let mut now = now;
                 let mut waiting = None;
                 loop {
-                    while let Some(mut conn) = self.pool.take_idle(now).await {
-                        match conn.try_send_request(req).await {
+                    while let Some(mut conn) = self.pool.take_idle(now) {
+                        match conn.send(req).await {
                             Ok(response) => {
                                 lease.conn = Some(conn);
                                 return Ok((response, lease));
@@ -241,7 +249,8 @@ impl Endpoint {
                     if let Some(slot) = self.breaker.try_open() {
                         drop(waiting);
                         let mut conn = self.connect_http1(slot).await?;
-                        let response = conn.send_request(req).await.map_err(classify)?;
+                        let response =
+                            conn.send(req).await.map_err(|e| classify(e.into_error()))?;
                         lease.conn = Some(conn);
                         return Ok((response, lease));
                     }
@@ -282,17 +291,20 @@ impl Endpoint {
         }
     }
 
-    async fn connect_http1(
-        &self,
-        slot: ConnectionSlot,
-    ) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
+    /// A new HTTP/1.1 connection, driven by the caller's task (no task of its own).
+    async fn connect_http1(&self, slot: ConnectionSlot) -> Result<Http1Connection, ProxyError> {
         let stream = self.connector().connect(&self.address).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ProxyError::Reset)?;
-        self.run_connection(conn.with_upgrades(), slot);
-        Ok(sender)
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Http1Connection::new(
+            sender,
+            conn.with_upgrades(),
+            slot,
+            self.label.clone(),
+        ))
     }
 
     /// The shared HTTP/2 connection, opened by one request while the others wait. `broken` is
@@ -323,18 +335,17 @@ impl Endpoint {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ProxyError::Reset)?;
-        self.run_connection(conn, self.breaker.hold());
+        self.run_http2(conn, self.breaker.hold());
         self.pool.set_h2(&sender);
         Ok(sender)
     }
-}
 
-impl Endpoint {
-    /// Counts a newly opened upstream connection and drives it in its own task until it ends,
-    /// holding its `slot` of the upstream's `max_connections` until then.
-    fn run_connection(
+    /// Counts a newly opened HTTP/2 connection and drives it in its own task (it serves many
+    /// requests at once) until it ends, holding its `slot` of the upstream's `max_connections`
+    /// until then.
+    fn run_http2(
         &self,
-        conn: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+        conn: impl Future<Output = hyper::Result<()>> + Send + 'static,
         slot: ConnectionSlot,
     ) {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
@@ -350,25 +361,44 @@ impl Endpoint {
 
 impl Lease {
     /// The response was read to its end: if the request body was sent completely too, the
-    /// connection may serve the next request.
+    /// connection may serve the next request. Otherwise it finishes sending the request body
+    /// on its own, and closes.
     pub fn finish(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        if self.body.as_ref().is_none_or(BodyDone::is_done) {
+        let body_done = self.body.as_ref().is_none_or(BodyDone::is_done);
+        if self.reuse && body_done {
             self.endpoint.pool.put_idle(conn);
             self.endpoint.breaker.release_idle();
+        } else if !body_done {
+            conn.finish_in_background();
         }
     }
 
-    /// Never pool the connection: it belongs to an upgraded (tunnelled) exchange, or its
-    /// framing is suspect. It closes once the exchange in progress ends.
-    pub fn detach_connection(&mut self) {
-        self.conn = None;
+    /// Never pool the connection: its framing is suspect. It is still driven until the
+    /// exchange in progress ends, then closed.
+    pub fn never_reuse(&mut self) {
+        self.reuse = false;
     }
 
-    /// A slot of the upstream's `max_connections` for a tunnel: the connection outlives its
-    /// HTTP exchange (and the slot that came with it).
-    pub fn hold_connection_slot(&self) -> ConnectionSlot {
-        self.endpoint.breaker.hold()
+    /// Whether the lease drives an HTTP/1.1 connection (HTTP/2 connections have a task of their
+    /// own).
+    pub fn has_connection(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Moves the HTTP/1.1 connection on with `cx` (the response body's reader calls this when
+    /// the body has nothing to give). Returns whether the connection is still open.
+    pub fn poll_connection(&mut self, cx: &mut Context<'_>) -> bool {
+        self.conn.as_mut().is_some_and(|c| c.poll_drive(cx))
+    }
+
+    /// Drives the HTTP/1.1 connection while `future` runs, until `future` completes: a tunnel
+    /// waits for its upstream upgrade this way (the connection completes it).
+    pub async fn drive_until<F: Future>(&mut self, future: F) -> F::Output {
+        match &mut self.conn {
+            Some(conn) => conn.drive_until(future).await,
+            None => future.await,
+        }
     }
 
     /// The upstream failed while streaming the body: count it; the connection is dropped.

@@ -3,6 +3,7 @@
 
 mod breaker;
 mod connect;
+mod connection;
 mod endpoint;
 mod health;
 mod pool;

@@ -4,8 +4,9 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 
+use super::connection::Http1Connection;
 use crate::body::RequestBody;
 
 /// The most idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
@@ -16,14 +17,10 @@ const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 /// closes it fails the request, so sluice gives them up first.
 const MAX_IDLE_TIME: Duration = Duration::from_secs(4);
 
-/// How long to wait for a just-returned connection to become ready for its next request
-/// before giving up on it (it is then dropped and another one used).
-const READY_WAIT: Duration = Duration::from_millis(100);
-
 /// The connections of one endpoint. Locks are held only to push or pop.
 #[derive(Debug, Default)]
 pub(super) struct Pool {
-    idle: Mutex<Vec<(http1::SendRequest<RequestBody>, Instant)>>,
+    idle: Mutex<Vec<(Http1Connection, Instant)>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     /// Held while an HTTP/2 connection is being opened, so concurrent requests share one
     /// connection instead of each opening their own.
@@ -31,47 +28,39 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// An idle HTTP/1.1 connection ready for a request, if there is one.
-    pub(super) async fn take_idle(&self, now: Instant) -> Option<http1::SendRequest<RequestBody>> {
+    /// An idle HTTP/1.1 connection ready for a request, if there is one. Each candidate is
+    /// polled once: a connection the server closed while it was idle is noticed (and dropped)
+    /// here.
+    pub(super) fn take_idle(&self, now: Instant) -> Option<Http1Connection> {
         loop {
             let (mut conn, since) = self
                 .idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop()?;
-            if conn.is_closed() || now.saturating_duration_since(since) > MAX_IDLE_TIME {
-                continue;
-            }
-            if conn.is_ready() {
-                return Some(conn);
-            }
-            // Returned at the end of its last response; its connection task has not yet
-            // moved on to waiting for the next request. It will in a moment.
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.ready()).await {
+            if now.saturating_duration_since(since) <= MAX_IDLE_TIME && conn.is_reusable() {
                 return Some(conn);
             }
         }
     }
 
     /// Returns a connection whose last exchange (request and response) is complete.
-    pub(super) fn put_idle(&self, conn: http1::SendRequest<RequestBody>) {
-        if conn.is_closed() {
-            return;
-        }
+    pub(super) fn put_idle(&self, conn: Http1Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push((conn, Instant::now()));
         }
     }
 
-    /// Closes idle connections older than the idle limit (or closed by the server), so a burst
-    /// of connections does not keep its sockets and buffers once traffic is back to normal.
+    /// Closes idle connections older than the idle limit or closed by the server (each is
+    /// polled once to find out), so a burst of connections does not keep its sockets and
+    /// buffers once traffic is back to normal.
     pub(super) fn reap(&self, now: Instant) {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(conn, since)| {
-                !conn.is_closed() && now.saturating_duration_since(*since) <= MAX_IDLE_TIME
+            .retain_mut(|(conn, since)| {
+                now.saturating_duration_since(*since) <= MAX_IDLE_TIME && conn.is_open()
             });
     }
 

@@ -1,0 +1,146 @@
+//! An upstream HTTP/1.1 connection driven by the task of the request that uses it: hyper's
+//! `SendRequest` and its connection future kept together, so a request never crosses tasks.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, TrySendError};
+use hyper::{Request, Response};
+use tracing::debug;
+
+use super::breaker::ConnectionSlot;
+use crate::body::RequestBody;
+
+/// hyper's connection state machine (with upgrades), boxed once per connection: its type
+/// cannot be named.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One HTTP/1.1 connection to an endpoint. Whoever holds it polls it: the request waiting for
+/// its response head, then the response body as it streams, the pool's checks while it is
+/// idle, a tunnel until its upgrade completes. Holds its slot of the upstream's
+/// `max_connections` until dropped; dropping it closes the connection.
+pub(crate) struct Http1Connection {
+    sender: http1::SendRequest<RequestBody>,
+    /// `None` once the connection has ended (closed, failed, or handed over to an upgrade).
+    driver: Option<Driver>,
+    endpoint: Arc<str>,
+    _slot: ConnectionSlot,
+}
+
+impl fmt::Debug for Http1Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http1Connection")
+            .field("endpoint", &self.endpoint)
+            .field("open", &self.driver.is_some())
+            .finish()
+    }
+}
+
+impl Http1Connection {
+    /// A connection from hyper's handshake.
+    pub(super) fn new<C>(
+        sender: http1::SendRequest<RequestBody>,
+        connection: C,
+        slot: ConnectionSlot,
+        endpoint: Arc<str>,
+    ) -> Self
+    where
+        C: Future<Output = hyper::Result<()>> + Send + 'static,
+    {
+        Self {
+            sender,
+            driver: Some(Box::pin(connection)),
+            endpoint,
+            _slot: slot,
+        }
+    }
+
+    /// Moves the connection on (reads, writes, a request body still uploading) with `cx`'s
+    /// waker. Returns whether it is still open.
+    pub(crate) fn poll_drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = &mut self.driver else {
+            return false;
+        };
+        match driver.as_mut().poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(result) => {
+                if let Err(e) = result {
+                    debug!(endpoint = %self.endpoint, error = %e, "upstream connection ended with an error");
+                }
+                self.driver = None;
+                false
+            }
+        }
+    }
+
+    /// Whether an idle connection can take a request now: polled once (which notices a close by
+    /// the server, and lets hyper finish the previous exchange), still open and ready.
+    ///
+    /// Polled with a no-op waker: a real one would be woken by the request about to be
+    /// queued, an extra poll of the whole task; [`Http1Connection::send`] polls the connection
+    /// with the task's waker right after.
+    pub(super) fn is_reusable(&mut self) -> bool {
+        self.is_open() && self.sender.is_ready()
+    }
+
+    /// Whether the connection is still open, polling it with a no-op waker (for checks made
+    /// outside the task that will drive it).
+    pub(super) fn is_open(&mut self) -> bool {
+        self.poll_drive(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Sends `req` and drives the connection until the response head arrives. The request
+    /// comes back in the error when it was never written (the connection was closing).
+    ///
+    /// Only the connection registers the task's waker: the response is produced by the
+    /// connection while it is polled here, so its channel needs no wake-up of its own (a
+    /// wake-up of the running task would cost it one more poll).
+    pub(super) async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+        let mut response = pin!(self.sender.try_send_request(req));
+        poll_fn(|cx| {
+            self.poll_drive(cx);
+            response
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+        })
+        .await
+    }
+
+    /// Drives the connection while `future` runs, until `future` completes (e.g. a tunnel's
+    /// `OnUpgrade`, which the connection fulfils once the upgrade is complete).
+    pub(crate) async fn drive_until<F: Future>(&mut self, future: F) -> F::Output {
+        let mut future = pin!(future);
+        poll_fn(|cx| {
+            self.poll_drive(cx);
+            future.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Lets the connection finish the exchange in progress (a request body still uploading)
+    /// in a task of its own, then close: nothing else will be sent on it.
+    pub(super) fn finish_in_background(self) {
+        let Self {
+            sender,
+            driver,
+            endpoint,
+            _slot: slot,
+        } = self;
+        // Without a sender, hyper closes the connection once the exchange is over.
+        drop(sender);
+        let Some(driver) = driver else { return };
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                debug!(endpoint = %endpoint, error = %e, "upstream connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+}
