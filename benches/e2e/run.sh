@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end comparison: sluice against nginx, HAProxy and Envoy doing the same 90/10
 # weighted split (stable 127.0.0.1:18081 / canary 127.0.0.1:18082, two small nginx
-# upstreams). The method, the same for every proxy:
+# upstreams), and against "same work" variants of the HAProxy and nginx configs (haproxy_work,
+# nginx_work: x-forwarded-for, a generated x-request-id and a header-match rule ahead of the
+# split, as sluice does). The method, the same for every proxy:
 #   - one worker per proxy (sluice --workers 1, nginx worker_processes 1, haproxy
 #     nbthread 1, envoy --concurrency 1), upstream keep-alive, no access logs;
 #   - upstreams + proxies pinned to core 1, the load generator (wrk, h2load, curl) to core 0;
 #   - split check, RSS idle, warmup, then interleaved rounds of wrk -t1 -c64 and -c8
 #     (--latency) and h2load -n 100000 -c 32 -m 10 (h2c prior knowledge), RSS after load,
 #     a second full round set, RSS again (no growth);
+#   - CPU per request of the proxy process: utime + stime from /proc/PID/stat around each run,
+#     divided by the requests of the run (meta.tsv);
 #   - reload under load: wrk -c64 on sluice while its weights file is rewritten every 100 ms
 #     (write temp + rename), against the same run without rewrites.
 # Everything listens on 127.0.0.1 only. Every process started here is stopped (by PID) on exit,
@@ -16,7 +20,7 @@
 # Usage (from anywhere):  benches/e2e/run.sh
 #   DUR=10s       wrk duration per run                  REPS=3   runs per round set
 #   H2=1          h2load runs (0 = skip)                RELOAD=1 reload-under-load test (0 = skip)
-#   PEERS="nginx haproxy envoy"  peers to compare (any subset; "" = none)
+#   PEERS="nginx haproxy envoy haproxy_work nginx_work"  peers to compare (any subset; "" = none)
 #   SLUICE_ONLY=1 same as PEERS=""                      DIRECT=1 add the no-proxy baseline (backend direct)
 #   SPLIT_N=2000  requests of the split check           BENCH_DIR=DIR  work folder (default: a new mktemp -d)
 #   BUILD=0       do not build; use SLUICE_BIN (default target/release/sluice-proxy)
@@ -37,7 +41,7 @@ SPLIT_N=${SPLIT_N:-2000}
 DIRECT=${DIRECT:-0}
 BUILD=${BUILD:-1}
 INSTALL=${INSTALL:-1}
-PEERS=${PEERS-nginx haproxy envoy}
+PEERS=${PEERS-nginx haproxy envoy haproxy_work nginx_work}
 [ "${SLUICE_ONLY:-0}" = 1 ] && PEERS=""
 LOADCPU=0
 SRVCPU=1
@@ -45,9 +49,11 @@ W=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-e2e.XXXXXX")}
 mkdir -p "$W" && W=$(cd "$W" && pwd)
 
 # ports: upstreams, sluice (listener, admin), nginx (h1, h2c), haproxy, envoy (listener, admin)
-declare -A PORT=([sluice]=18096 [nginx]=18090 [haproxy]=18091 [envoy]=18092 [direct]=18081)
-declare -A H2PORT=([sluice]=18096 [nginx]=18095 [haproxy]=18091 [envoy]=18092)
-declare -A EXTRA_PORTS=([sluice]=19906 [nginx]=18095 [envoy]=19901)
+declare -A PORT=([sluice]=18096 [nginx]=18090 [haproxy]=18091 [envoy]=18092 [direct]=18081
+                 [haproxy_work]=18097 [nginx_work]=18098)
+declare -A H2PORT=([sluice]=18096 [nginx]=18095 [haproxy]=18091 [envoy]=18092
+                   [haproxy_work]=18097 [nginx_work]=18099)
+declare -A EXTRA_PORTS=([sluice]=19906 [nginx]=18095 [envoy]=19901 [nginx_work]=18099)
 SLUICE_ADMIN=19906
 
 OUT=$W/results/$(date +%Y%m%d-%H%M%S)
@@ -114,6 +120,8 @@ hwm_kb()   { awk '/^VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null; }
 child_of() { awk '{print $1}' "/proc/$1/task/$1/children" 2>/dev/null; }
 # backend nginx stub_status: "accepted_connections requests"
 bk_counts() { curl -s --max-time 2 "http://127.0.0.1:$1/__status" | awk 'NR==3{print $1, $3}'; }
+# "utime stime" clock ticks of process $1 (all its threads)
+proc_ticks() { awk '{sub(/^.*\) /, ""); print $12, $13}' "/proc/$1/stat" 2>/dev/null || echo "0 0"; }
 # "total idle steal" jiffies of cpu$1
 cpu_snap() { awk -v c="cpu$1" '$1==c{t=0; for(i=2;i<=NF;i++) t+=$i; print t, $5+$6, $9}' /proc/stat; }
 # sluice_config_reloads_total{result="$1"} from the admin endpoint
@@ -126,9 +134,9 @@ sluice_reloads() {
 WANT_PEERS=()
 for p in $PEERS; do
     case $p in
-        nginx|haproxy|envoy) WANT_PEERS+=("$p") ;;
+        nginx|haproxy|envoy|haproxy_work|nginx_work) WANT_PEERS+=("$p") ;;
         traefik) note "traefik is not supported by this harness (optional peer): skipped" ;;
-        *) die "unknown peer '$p' in PEERS (known: nginx haproxy envoy)" ;;
+        *) die "unknown peer '$p' in PEERS (known: nginx haproxy envoy haproxy_work nginx_work)" ;;
     esac
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
@@ -164,7 +172,7 @@ declare -A PKG_OF=([nginx]=nginx [haproxy]=haproxy [wrk]=wrk [h2load]=nghttp2-cl
 missing=()
 for tool in nginx wrk curl python3 taskset ss; do command -v "$tool" >/dev/null || missing+=("${PKG_OF[$tool]}"); done
 [ "$H2" = 1 ] && ! command -v h2load >/dev/null && missing+=(nghttp2-client)
-[[ " ${WANT_PEERS[*]} " == *" haproxy "* ]] && ! command -v haproxy >/dev/null && missing+=(haproxy)
+[[ " ${WANT_PEERS[*]} " == *" haproxy"* ]] && ! command -v haproxy >/dev/null && missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || note "apt-get install ${missing[*]} failed (see $OUT/install.log)"
 fi
@@ -284,11 +292,15 @@ for n in "${WANT_PEERS[@]}"; do
         nginx)
             start nginx taskset -c $SRVCPU nginx -c "$C/nginx-proxy.conf" -e "$W/logs/nginx-proxy.err"
             peer_up nginx ;;
-        haproxy)
+        nginx_work)
+            start nginx_work taskset -c $SRVCPU nginx -c "$C/nginx-work.conf" -e "$W/logs/nginx-work.err"
+            peer_up nginx_work ;;
+        haproxy|haproxy_work)
             if command -v haproxy >/dev/null; then
-                start haproxy taskset -c $SRVCPU haproxy -db -f "$C/haproxy.cfg"
-                peer_up haproxy
-            else note "haproxy not installed: skipped"; fi ;;
+                cfg=haproxy.cfg; [ "$n" = haproxy_work ] && cfg=haproxy-work.cfg
+                start "$n" taskset -c $SRVCPU haproxy -db -f "$C/$cfg"
+                peer_up "$n"
+            else note "haproxy not installed: $n skipped"; fi ;;
         envoy)
             if [ -n "$ENVOY" ] && [ -x "$ENVOY" ]; then
                 start envoy taskset -c $SRVCPU "$ENVOY" -c "$C/envoy.yaml" --concurrency 1 \
@@ -307,7 +319,9 @@ MPID[sluice]=$PID_sluice
 for n in "${TARGETS[@]}"; do
     case $n in
         nginx) MPID[nginx]=$(child_of "$PID_nginx") ;;
+        nginx_work) MPID[nginx_work]=$(child_of "$PID_nginx_work") ;;
         haproxy) MPID[haproxy]=$PID_haproxy ;;
+        haproxy_work) MPID[haproxy_work]=$PID_haproxy_work ;;
         envoy) MPID[envoy]=$PID_envoy ;;
     esac
 done
@@ -354,16 +368,19 @@ sleep 1
 rss_snap idle
 
 # ---------------------------------------------------------------- measured runs
-# meta.tsv: per run, CPU busy% of the load core and the server core, steal%, and the
-# requests each backend saw (stub_status delta = the split under load).
-printf "kind\ttarget\tset\trep\tcpu%s_busy\tcpu%s_busy\tsteal%s\tstable_req\tcanary_req\tbackend_new_conns\n" \
+# meta.tsv: per run, CPU busy% of the load core and the server core, steal%, the requests
+# each backend saw (stub_status delta = the split under load), and the clock ticks (user,
+# system) the proxy process used during the run (CPU per request = ticks / requests).
+printf "kind\ttarget\tset\trep\tcpu%s_busy\tcpu%s_busy\tsteal%s\tstable_req\tcanary_req\tbackend_new_conns\tproxy_utime_ticks\tproxy_stime_ticks\n" \
     $LOADCPU $SRVCPU $SRVCPU >"$OUT/meta.tsv"
 measured() {   # KIND NAME SET REP OUTFILE cmd... : run cmd on the load core, output to OUTFILE, record meta
     local kind=$1 name=$2 set=$3 rep=$4 f=$5; shift 5
-    local s0 c0 s1 c1 l0 l1 v0 v1
+    local s0 c0 s1 c1 l0 l1 v0 v1 p0 p1 mpid=${MPID[$name]:-}
     read -ra s0 <<<"$(bk_counts 18081)"; read -ra c0 <<<"$(bk_counts 18082)"
     read -ra l0 <<<"$(cpu_snap $LOADCPU)"; read -ra v0 <<<"$(cpu_snap $SRVCPU)"
+    read -ra p0 <<<"$(proc_ticks "$mpid")"
     taskset -c $LOADCPU "$@" >"$f" 2>&1
+    read -ra p1 <<<"$(proc_ticks "$mpid")"
     read -ra l1 <<<"$(cpu_snap $LOADCPU)"; read -ra v1 <<<"$(cpu_snap $SRVCPU)"
     read -ra s1 <<<"$(bk_counts 18081)"; read -ra c1 <<<"$(bk_counts 18082)"
     awk -v k="$kind" -v n="$name" -v st="$set" -v r="$rep" \
@@ -371,8 +388,9 @@ measured() {   # KIND NAME SET REP OUTFILE cmd... : run cmd on the load core, ou
         -v vt=$((v1[0] - v0[0])) -v vi=$((v1[1] - v0[1])) -v vs=$((v1[2] - v0[2])) \
         -v sd=$((s1[1] - s0[1] - 1)) -v cd=$((c1[1] - c0[1] - 1)) \
         -v nc=$((s1[0] - s0[0] - 1 + c1[0] - c0[0] - 1)) \
-        'BEGIN{printf "%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\n", k, n, st, r,
-               lt ? 100*(lt-li)/lt : 0, vt ? 100*(vt-vi)/vt : 0, vt ? 100*vs/vt : 0, sd, cd, nc}' >>"$OUT/meta.tsv"
+        -v pu=$((p1[0] - p0[0])) -v ps=$((p1[1] - p0[1])) \
+        'BEGIN{printf "%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\n", k, n, st, r,
+               lt ? 100*(lt-li)/lt : 0, vt ? 100*(vt-vi)/vt : 0, vt ? 100*vs/vt : 0, sd, cd, nc, pu, ps}' >>"$OUT/meta.tsv"
 }
 wrk_errs() { awk '/Non-2xx/{e+=$NF} /Socket errors/{gsub(",",""); e+=$4+$6+$8+$10} END{print e+0}' "$1"; }
 one_wrk() {   # CONC NAME SET REP
