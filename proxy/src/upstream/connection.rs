@@ -96,19 +96,25 @@ impl Http1Connection {
     /// Sends `req` and drives the connection until the response head arrives. The request
     /// comes back in the error when it was never written (the connection was closing).
     ///
-    /// Only the connection registers the task's waker: the response is produced by the
-    /// connection while it is polled here, so its channel needs no wake-up of its own (a
-    /// wake-up of the running task would cost it one more poll).
+    /// The response is produced by the connection while it is polled here, so it needs no
+    /// wake-up of its own, and the connection is polled with the task's waker only when the
+    /// response is not there yet: hyper registers the waker of the poll that reads the
+    /// response in the body's channel too, and taking the body's data would then wake the
+    /// running task, one more poll of it per request. Whoever reads the body polls the
+    /// connection with its own waker whenever the body has nothing to give.
     pub(super) async fn send(
         &mut self,
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
         let mut response = pin!(self.sender.try_send_request(req));
         poll_fn(|cx| {
+            let mut noop = Context::from_waker(Waker::noop());
+            self.poll_drive(&mut noop);
+            if let Poll::Ready(answer) = response.as_mut().poll(&mut noop) {
+                return Poll::Ready(answer);
+            }
             self.poll_drive(cx);
-            response
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
+            response.as_mut().poll(&mut noop)
         })
         .await
     }
