@@ -1,9 +1,10 @@
 //! `rollouts[].analysis.grpc_error_codes`: the default set, names and numbers, and the exact
 //! message for each value validation refuses.
 
-use std::path::Path;
+mod common;
 
-use sluice_config::{Config, GrpcCode, DEFAULT_GRPC_ERROR_CODES, GRPC_CODE_NAMES};
+use common::parse;
+use sluice_config::{GrpcCode, DEFAULT_GRPC_ERROR_CODES, GRPC_CODE_NAMES};
 
 /// A rollout with an `analysis:` block (its content from line 22, under it).
 const BASE: &str = r#"listeners:
@@ -28,12 +29,6 @@ rollouts:
     steps: [5, 50, 100]
     interval: 30s
 "#;
-
-/// `text` compiled as `sluice.yaml`, or the lines of its error.
-fn parse(text: &str) -> Result<Config, Vec<String>> {
-    Config::parse(text, Path::new("sluice.yaml"))
-        .map_err(|e| e.to_string().lines().map(str::to_string).collect())
-}
 
 /// `BASE` with `analysis: { grpc_error_codes: <codes> }` (line 22, the list at column 35).
 fn with_codes(codes: &str) -> String {

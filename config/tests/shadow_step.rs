@@ -1,8 +1,9 @@
 //! The `shadow` rollout step: where it may stand, and the route mirror it needs.
 
-use std::path::Path;
+mod common;
 
-use sluice_config::{Config, Step, Weight, WEIGHT_SCALE};
+use common::parse;
+use sluice_config::{Step, Weight, WEIGHT_SCALE};
 
 /// A rollout whose route mirrors every request to its canary.
 const BASE: &str = r#"listeners:
@@ -28,12 +29,6 @@ rollouts:
     steps: [shadow, 5, 50, 100]
     interval: 30s
 "#;
-
-/// `text` compiled as `sluice.yaml`, or the lines of its error.
-fn parse(text: &str) -> Result<Config, Vec<String>> {
-    Config::parse(text, Path::new("sluice.yaml"))
-        .map_err(|e| e.to_string().lines().map(str::to_string).collect())
-}
 
 /// `BASE` with one substring replaced (which must exist).
 fn base_with(from: &str, to: &str) -> String {

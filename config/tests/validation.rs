@@ -1,4 +1,4 @@
-//! Every validation rule of DESIGN.md "Validation rejects", each with a bad file and the
+//! Every validation rule of docs/config.md "What validation rejects", each with a bad file and the
 //! exact message an operator sees.
 
 use std::path::Path;

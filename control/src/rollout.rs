@@ -216,7 +216,7 @@ pub struct Refusal {
 }
 
 impl Phase {
-    /// The phase as spelled in DESIGN.md.
+    /// The phase as spelled in the docs (docs/control.md).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Idle => "idle",

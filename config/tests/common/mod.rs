@@ -5,7 +5,9 @@ use std::path::Path;
 
 use sluice_config::Config;
 
-/// One listener, one upstream, one route: valid on its own.
+/// One listener, one upstream, one route: valid on its own. (Test files with a base of their
+/// own, e.g. with rollouts, use only [`parse`].)
+#[allow(dead_code)]
 pub(crate) const BASE: &str = r#"listeners:
   - name: http
     address: 127.0.0.1:8080
