@@ -3,10 +3,10 @@
 
 use std::cell::RefCell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -15,22 +15,23 @@ use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sluice_config::{
-    BackendPolicy, Fault, RequestHead, Respond, Retries, Route, Sticky, StickyCookie,
-    UpstreamProtocol,
+    BackendPolicy, Fault, RequestHead, Respond, Route, Sticky, StickyCookie, UpstreamProtocol,
 };
 use tracing::debug;
 
 use crate::body::{count_grpc_status, BodyDone, RequestBody, ResponseBody};
 use crate::drain::{DrainWatch, OpenConnection};
 use crate::error::ProxyError;
+use crate::exchange::{Answered, Attempts, Exchange, Exchanged};
+use crate::future::within;
 use crate::headers;
 use crate::listener::{ConnectionLimit, OpenClient};
-use crate::metrics::{BackendMetrics, FaultKind, RetryResult};
+use crate::metrics::{BackendMetrics, FaultKind};
 use crate::mirror::{MirrorHead, MIRROR_MAX_BODY};
-use crate::retry::{retries_error, retries_status, RetryBudget, RETRY_MAX_BODY};
+use crate::retry::RETRY_MAX_BODY;
 use crate::routing::Routing;
 use crate::snapshot::{BackendRuntime, RouteRuntime, Snapshot};
-use crate::upstream::{Endpoint, Lease, Upstream};
+use crate::upstream::{Endpoint, Lease};
 
 /// Everything the request path needs, shared by all connections.
 #[derive(Debug)]
@@ -102,6 +103,11 @@ impl Proxy {
 
     /// Handles one request. Never fails: every problem becomes a response. Metrics are
     /// recorded here, once, under the route and backend the request ended up on.
+    ///
+    /// The choice of route, backend and endpoint is synchronous; the request's future holds
+    /// only the one exchange with the upstream (hyper moves this future per request, and its
+    /// HTTP/2 server spawns it as a task per stream: every byte of it is copied several times).
+    /// Rare, large states (a fault's delay, a retried request's attempts) are boxed.
     pub async fn handle(
         self: Arc<Self>,
         downstream: Arc<Downstream>,
@@ -115,9 +121,11 @@ impl Proxy {
             backend: None,
             set_cookie: None,
         };
-        let outcome = self
-            .route_and_forward(&snapshot, &downstream, req, start, &mut chosen)
-            .await;
+        let outcome = match route(&snapshot, &req, start, &mut chosen) {
+            Ok(Routed::Forward(target)) => self.forward(&downstream, &target, req, start).await,
+            Ok(Routed::Answered(response)) => Ok(*response),
+            Err(error) => Err(error),
+        };
         let mut response = match outcome {
             Ok(response) => response,
             Err(error) => error_response(chosen.metrics, &error),
@@ -130,95 +138,66 @@ impl Proxy {
         Ok(response)
     }
 
-    async fn route_and_forward<'s>(
-        &self,
-        snapshot: &'s Snapshot,
-        downstream: &Downstream,
-        req: Request<Incoming>,
-        start: Instant,
-        chosen: &mut Chosen<'s>,
-    ) -> Result<Response<ResponseBody>, ProxyError> {
-        headers::check_framing(req.headers())?;
-        if req.method() == Method::CONNECT {
-            return Err(ProxyError::MethodNotAllowed);
-        }
-        headers::check_host(req.version(), req.uri(), req.headers())?;
-        let head = RequestHead {
-            method: req.method(),
-            uri: req.uri(),
-            headers: req.headers(),
-        };
-        let (route_index, route) = snapshot.table.find(&head).ok_or(ProxyError::NoRoute)?;
-        chosen.route = Some(route);
-        if let Some(respond) = &route.respond {
-            if let Some(Some(answered)) = snapshot.respond_metrics.get(route_index) {
-                chosen.metrics = answered;
-            }
-            debug!(
-                route = chosen.metrics.route(),
-                status = respond.status.as_u16(),
-                "fixed response"
-            );
-            return Ok(fixed_response(respond));
-        }
-        let backends = &snapshot.routes[route_index];
-        let split = &route.split;
-        let roll = match &route.sticky {
-            None => split.roll_from(random()),
-            Some(sticky) => match sticky.key(req.headers()) {
-                Some(key) => split.roll_from(Sticky::hash(key)),
-                None => match sticky {
-                    Sticky::Cookie(cookie) if cookie.set_cookie => {
-                        let key = sticky_key();
-                        chosen.set_cookie = Some(set_cookie(cookie, &key));
-                        split.roll_from(Sticky::hash(key.as_bytes()))
-                    }
-                    _ => split.roll_from(random()),
-                },
-            },
-        };
-        let mut picked = split.pick(roll);
-        chosen.backend = Some(picked);
-        chosen.metrics = &backends[picked].metrics;
-        let endpoint = match backends[picked].upstream.pick(random(), start) {
-            Some(endpoint) => endpoint,
-            None => {
-                let (other, endpoint) = failover(split, backends, picked, start)?;
-                backends[picked].metrics.failover();
-                picked = other;
-                chosen.backend = Some(other);
-                chosen.metrics = &backends[other].metrics;
-                endpoint
-            }
-        };
-        let policy = route.backend_policies.get(picked);
-        if let Some(fault) = policy
-            .and_then(|p| p.fault.as_deref())
-            .or(route.fault.as_deref())
-        {
-            let deadline = route.timeout.map(|t| tokio::time::Instant::from(start + t));
-            inject(fault, chosen.metrics, deadline).await?;
-        }
-        let target = Target {
-            route,
-            policy,
-            backend: &backends[picked],
-            upstream_index: split.backends()[picked].upstream,
-            runtime: &snapshot.route_runtime[route_index],
-        };
-        self.forward(downstream, &target, endpoint, req, start)
-            .await
-    }
-
+    /// Forwards the request to the chosen endpoint (after the fault, if any) and turns the
+    /// upstream's answer into the client's.
     async fn forward<'s>(
         &self,
         downstream: &Downstream,
         target: &Target<'s>,
-        endpoint: &'s Arc<Endpoint>,
         req: Request<Incoming>,
         start: Instant,
     ) -> Result<Response<ResponseBody>, ProxyError> {
+        let labels = &*target.backend.metrics;
+        let deadline = target
+            .route
+            .timeout
+            .map(|t| tokio::time::Instant::from(start + t));
+        if let Some(fault) = target
+            .policy
+            .and_then(|p| p.fault.as_deref())
+            .or(target.route.fault.as_deref())
+        {
+            Box::pin(inject(fault, labels, deadline)).await?;
+        }
+        let mut client_upgrade = None;
+        let exchange = self.prepare(
+            downstream,
+            target,
+            req,
+            start,
+            deadline,
+            &mut client_upgrade,
+        )?;
+        let ((response, lease), endpoint) = exchange.await?;
+        answer(
+            downstream,
+            response,
+            lease,
+            endpoint,
+            client_upgrade,
+            labels,
+        )
+    }
+
+    /// Prepares the request for the upstream (hop-by-hop headers out, forwarding headers and
+    /// the route's and backend's header changes in, the mirror's copy on its way) and returns
+    /// its exchange with the upstream, not yet started. Synchronous, so that nothing it works
+    /// with stays in the request's future. `client_upgrade` receives the client's side of an
+    /// allowed upgrade.
+    fn prepare<'s>(
+        &self,
+        downstream: &Downstream,
+        target: &Target<'s>,
+        req: Request<Incoming>,
+        start: Instant,
+        deadline: Option<tokio::time::Instant>,
+        client_upgrade: &mut Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<
+        Exchange<'s, impl Future<Output = Exchanged> + 's, impl Future<Output = Answered<'s>> + 's>,
+        ProxyError,
+    > {
         let route = target.route;
+        let endpoint = target.endpoint;
         let labels = &*target.backend.metrics;
         let (mut parts, body) = req.into_parts();
         // Only an upgrade the route allows, over HTTP/1.1 both ways, becomes a tunnel; any other
@@ -226,11 +205,9 @@ impl Proxy {
         let upgrade = parts.version == Version::HTTP_11
             && endpoint.protocol() == UpstreamProtocol::Http1
             && headers::keep_allowed_upgrades(&mut parts.headers, |p| route.allows_upgrade(p));
-        let client_upgrade = if upgrade {
-            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
-        } else {
-            None
-        };
+        if upgrade {
+            *client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        }
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
         headers::add_forwarded(&mut parts.headers, &downstream.client_ip, downstream.https);
         headers::ensure_request_id(&mut parts.headers, random);
@@ -247,7 +224,6 @@ impl Proxy {
         if let Some(modifier) = target.policy.and_then(|p| p.request_headers.as_deref()) {
             modifier.apply(&mut parts.headers);
         }
-        let deadline = route.timeout.map(|t| tokio::time::Instant::from(start + t));
         let retries = match (&route.retries, &target.runtime.budget) {
             (Some(retries), Some(budget)) => {
                 budget.deposit(start);
@@ -259,214 +235,180 @@ impl Proxy {
             }
             _ => None,
         };
-        let sent = match retries {
-            Some((retries, budget)) => {
-                let body = RequestBody::new(body, self.body_idle_timeout, None);
-                let body = within(deadline, body.into_bytes())
-                    .await
-                    .map_err(|_| ProxyError::RequestBodyTimeout)?
-                    .map_err(ProxyError::from)?;
-                if let Some((permit, head)) = mirror {
-                    permit.spawn(
-                        head,
-                        RequestBody::buffered(body.clone()).tee(MIRROR_MAX_BODY),
-                    );
-                }
-                let attempts = Attempts {
-                    retries,
-                    budget,
-                    labels,
-                    upstream: &target.backend.upstream,
-                    deadline,
-                    start,
-                };
-                attempts.run(endpoint, &parts, body).await
-            }
-            None => {
-                let body_done = (!http_body::Body::is_end_stream(&body)).then(BodyDone::default);
-                let mut body = RequestBody::new(body, self.body_idle_timeout, body_done.clone());
-                if let Some((permit, head)) = mirror {
-                    permit.spawn(head, body.tee(MIRROR_MAX_BODY));
-                }
-                retarget(&mut parts, endpoint)?;
-                let req = Request::from_parts(parts, body);
-                send(endpoint, req, body_done, start, deadline, labels)
-                    .await
-                    .map(|answer| (answer, endpoint))
-            }
-        };
-        let ((mut response, mut lease), endpoint) = sent?;
-        let status = response.status();
-        if status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
-            // Switching protocols on a request that offered no (allowed) upgrade: relaying it
-            // would tell the client a tunnel exists that the proxy never opens.
-            endpoint.record_outcome(false);
-            debug!(
-                route = labels.route(),
-                backend = labels.backend(),
-                endpoint = endpoint.label(),
-                "upstream answered 101 to a request without an allowed upgrade"
-            );
-            return Err(ProxyError::UnexpectedUpgrade);
+        if let Some((retries, budget)) = retries {
+            let body = RequestBody::new(body, self.body_idle_timeout, None);
+            let attempts = Attempts {
+                retries,
+                budget,
+                labels,
+                upstream: &target.backend.upstream,
+                deadline,
+                start,
+            };
+            return Ok(Exchange::Retried {
+                attempts: Box::pin(attempts.run(endpoint, parts, body, mirror)),
+            });
         }
+        let body_done = (!http_body::Body::is_end_stream(&body)).then(BodyDone::default);
+        let mut body = RequestBody::new(body, self.body_idle_timeout, body_done.clone());
+        if let Some((permit, head)) = mirror {
+            permit.spawn(head, body.tee(MIRROR_MAX_BODY));
+        }
+        retarget(&mut parts, endpoint)?;
+        let req = Request::from_parts(parts, body);
+        Ok(Exchange::Once {
+            sent: within(deadline, endpoint.send(req, body_done.clone(), start)),
+            endpoint,
+            body_done,
+            labels,
+        })
+    }
+}
+
+/// What the synchronous part of the request path decided.
+enum Routed<'s> {
+    /// Forward the request there.
+    Forward(Target<'s>),
+    /// The route answers by itself (`respond`; rare, so boxed).
+    Answered(Box<Response<ResponseBody>>),
+}
+
+/// Matches the route, picks the backend (by weight or sticky key) and one of its endpoints
+/// (another backend's when it has none healthy), recording each choice in `chosen`.
+fn route<'s>(
+    snapshot: &'s Snapshot,
+    req: &Request<Incoming>,
+    start: Instant,
+    chosen: &mut Chosen<'s>,
+) -> Result<Routed<'s>, ProxyError> {
+    headers::check_framing(req.headers())?;
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    headers::check_host(req.version(), req.uri(), req.headers())?;
+    let head = RequestHead {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+    };
+    let (route_index, route) = snapshot.table.find(&head).ok_or(ProxyError::NoRoute)?;
+    chosen.route = Some(route);
+    if let Some(respond) = &route.respond {
+        if let Some(Some(answered)) = snapshot.respond_metrics.get(route_index) {
+            chosen.metrics = answered;
+        }
+        debug!(
+            route = chosen.metrics.route(),
+            status = respond.status.as_u16(),
+            "fixed response"
+        );
+        return Ok(Routed::Answered(Box::new(fixed_response(respond))));
+    }
+    let backends = &snapshot.routes[route_index];
+    let split = &route.split;
+    let roll = match &route.sticky {
+        None => split.roll_from(random()),
+        Some(sticky) => match sticky.key(req.headers()) {
+            Some(key) => split.roll_from(Sticky::hash(key)),
+            None => match sticky {
+                Sticky::Cookie(cookie) if cookie.set_cookie => {
+                    let key = sticky_key();
+                    chosen.set_cookie = Some(set_cookie(cookie, &key));
+                    split.roll_from(Sticky::hash(key.as_bytes()))
+                }
+                _ => split.roll_from(random()),
+            },
+        },
+    };
+    let mut picked = split.pick(roll);
+    chosen.backend = Some(picked);
+    chosen.metrics = &backends[picked].metrics;
+    let endpoint = match backends[picked].upstream.pick(random(), start) {
+        Some(endpoint) => endpoint,
+        None => {
+            let (other, endpoint) = failover(split, backends, picked, start)?;
+            backends[picked].metrics.failover();
+            picked = other;
+            chosen.backend = Some(other);
+            chosen.metrics = &backends[other].metrics;
+            endpoint
+        }
+    };
+    Ok(Routed::Forward(Target {
+        route,
+        policy: route.backend_policies.get(picked),
+        backend: &backends[picked],
+        endpoint,
+        upstream_index: split.backends()[picked].upstream,
+        runtime: &snapshot.route_runtime[route_index],
+    }))
+}
+
+/// Turns the upstream's response head into the client's: a tunnel when both sides switched
+/// protocols, otherwise the response with its hop-by-hop headers removed and its body streamed
+/// through the lease.
+fn answer(
+    downstream: &Downstream,
+    mut response: Response<Incoming>,
+    mut lease: Lease,
+    endpoint: &Endpoint,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    labels: &BackendMetrics,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let status = response.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
+        // Switching protocols on a request that offered no (allowed) upgrade: relaying it
+        // would tell the client a tunnel exists that the proxy never opens.
+        endpoint.record_outcome(false);
         debug!(
             route = labels.route(),
             backend = labels.backend(),
             endpoint = endpoint.label(),
-            status = status.as_u16(),
-            "proxied"
+            "upstream answered 101 to a request without an allowed upgrade"
         );
-        if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) = (status, client_upgrade) {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let open = (
-                downstream.drain.open_connection(),
-                downstream.connections.hold(),
-            );
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, lease, open));
-            headers::remove_hop_by_hop(response.headers_mut(), true);
-            let (parts, _) = response.into_parts();
-            return Ok(Response::from_parts(parts, ResponseBody::empty()));
-        }
-        if headers::drop_length_beside_coding(response.headers_mut()) {
-            // Framed both ways (RFC 9112 §6.3): the chunked body is forwarded whole, without the
-            // stale length, and the upstream connection, whose framing is now suspect, is not
-            // reused.
-            lease.never_reuse();
-        }
-        headers::remove_hop_by_hop(response.headers_mut(), false);
-        let (parts, body) = response.into_parts();
-        Ok(Response::from_parts(
-            parts,
-            ResponseBody::upstream(body, lease),
-        ))
+        return Err(ProxyError::UnexpectedUpgrade);
     }
+    debug!(
+        route = labels.route(),
+        backend = labels.backend(),
+        endpoint = endpoint.label(),
+        status = status.as_u16(),
+        "proxied"
+    );
+    if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) = (status, client_upgrade) {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let open = (
+            downstream.drain.open_connection(),
+            downstream.connections.hold(),
+        );
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, lease, open));
+        headers::remove_hop_by_hop(response.headers_mut(), true);
+        let (parts, _) = response.into_parts();
+        return Ok(Response::from_parts(parts, ResponseBody::empty()));
+    }
+    if headers::drop_length_beside_coding(response.headers_mut()) {
+        // Framed both ways (RFC 9112 §6.3): the chunked body is forwarded whole, without the
+        // stale length, and the upstream connection, whose framing is now suspect, is not
+        // reused.
+        lease.never_reuse();
+    }
+    headers::remove_hop_by_hop(response.headers_mut(), false);
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, lease),
+    ))
 }
 
-/// Where a request goes once its route and backend are chosen.
+/// Where a request goes once its route, backend and endpoint are chosen.
 struct Target<'s> {
     route: &'s Route,
     policy: Option<&'s BackendPolicy>,
     backend: &'s BackendRuntime,
+    endpoint: &'s Arc<Endpoint>,
     /// The backend's upstream index in the config.
     upstream_index: usize,
     runtime: &'s RouteRuntime,
-}
-
-/// The attempts of a request whose route retries and whose body is held in memory.
-struct Attempts<'a> {
-    retries: &'a Retries,
-    budget: &'a RetryBudget,
-    labels: &'a BackendMetrics,
-    upstream: &'a Upstream,
-    deadline: Option<tokio::time::Instant>,
-    start: Instant,
-}
-
-impl<'a> Attempts<'a> {
-    /// Sends the request, and again (to another endpoint when there is one) after each
-    /// failure the route retries, while attempts and budget last. Only complete response
-    /// heads are looked at, so nothing has reached the client yet.
-    async fn run(
-        &self,
-        first: &'a Arc<Endpoint>,
-        parts: &http::request::Parts,
-        body: Bytes,
-    ) -> Result<((Response<Incoming>, Lease), &'a Arc<Endpoint>), ProxyError> {
-        let mut endpoint = first;
-        let mut tried = 0;
-        loop {
-            let mut head = copy_head(parts);
-            retarget(&mut head, endpoint)?;
-            let req = Request::from_parts(head, RequestBody::buffered(body.clone()));
-            let result = send(endpoint, req, None, self.start, self.deadline, self.labels).await;
-            let again = match &result {
-                Ok((response, _)) => retries_status(self.retries, response.status()),
-                Err(error) => retries_error(self.retries, error),
-            };
-            if tried > 0 {
-                self.labels.retry(if again {
-                    RetryResult::Failed
-                } else {
-                    RetryResult::Ok
-                });
-            }
-            if !again || tried >= self.retries.attempts {
-                return result.map(|answer| (answer, endpoint));
-            }
-            if !self.budget.try_withdraw(Instant::now()) {
-                self.labels.retry(RetryResult::BudgetExhausted);
-                return result.map(|answer| (answer, endpoint));
-            }
-            tried += 1;
-            let now = Instant::now();
-            match self.upstream.pick_other(random(), now, endpoint) {
-                Some(next) => endpoint = next,
-                None => return result.map(|answer| (answer, endpoint)),
-            }
-            debug!(
-                route = self.labels.route(),
-                backend = self.labels.backend(),
-                endpoint = endpoint.label(),
-                attempt = tried + 1,
-                "retrying"
-            );
-        }
-    }
-}
-
-/// Sends one attempt and waits (until `deadline`) for its response head. A failure the
-/// upstream is to blame for is counted against the endpoint.
-async fn send(
-    endpoint: &Arc<Endpoint>,
-    req: Request<RequestBody>,
-    body_done: Option<BodyDone>,
-    start: Instant,
-    deadline: Option<tokio::time::Instant>,
-    labels: &BackendMetrics,
-) -> Result<(Response<Incoming>, Lease), ProxyError> {
-    let sent = within(deadline, endpoint.send(req, body_done.clone(), start))
-        .await
-        .unwrap_or_else(|_| {
-            // Still uploading when time ran out: the client is slow, not the upstream.
-            if body_done.is_some_and(|d| !d.is_done()) {
-                Err(ProxyError::RequestBodyTimeout)
-            } else {
-                Err(ProxyError::Timeout)
-            }
-        });
-    match &sent {
-        Ok((response, _)) => endpoint.record_outcome(!response.status().is_server_error()),
-        Err(error) => {
-            if let Some(kind) = error.upstream_kind() {
-                endpoint.count_error(kind);
-                endpoint.record_outcome(false);
-            }
-            debug!(route = labels.route(), backend = labels.backend(), endpoint = endpoint.label(), %error, "upstream failed");
-        }
-    }
-    sent
-}
-
-/// `future`, or `Err` once `deadline` (if any) has passed.
-async fn within<T>(
-    deadline: Option<tokio::time::Instant>,
-    future: impl std::future::Future<Output = T>,
-) -> Result<T, tokio::time::error::Elapsed> {
-    match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, future).await,
-        None => Ok(future.await),
-    }
-}
-
-/// A copy of a request head for another attempt (extensions are not copied: a request with
-/// an upgrade is never retried).
-fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
-    let mut head = Request::new(());
-    *head.method_mut() = parts.method.clone();
-    *head.uri_mut() = parts.uri.clone();
-    *head.version_mut() = parts.version;
-    *head.headers_mut() = parts.headers.clone();
-    head.into_parts().0
 }
 
 /// Applies a route's or backend's fault to one request: a delay first, then maybe an abort

@@ -10,10 +10,53 @@ use std::task::{Context, Poll, Waker};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, TrySendError};
 use hyper::{Request, Response};
+use pin_project_lite::pin_project;
 use tracing::debug;
 
 use super::breaker::ConnectionSlot;
 use crate::body::RequestBody;
+
+pin_project! {
+    /// [`Http1Connection::send`]'s future.
+    ///
+    /// The response is produced by the connection while it is polled here, so it needs no
+    /// wake-up of its own, and the connection is polled with the task's waker only when the
+    /// response is not there yet: hyper registers the waker of the poll that reads the
+    /// response in the body's channel too, and taking the body's data would then wake the
+    /// running task, one more poll of it per request. Whoever reads the body polls the
+    /// connection with its own waker whenever the body has nothing to give.
+    pub(crate) struct Sending<F> {
+        conn: Option<Http1Connection>,
+        #[pin]
+        response: F,
+    }
+}
+
+impl<F, T> Future for Sending<F>
+where
+    F: Future<Output = T>,
+{
+    type Output = (Http1Connection, T);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mut conn = this.conn.take().expect("Sending polled after it completed");
+        let mut noop = Context::from_waker(Waker::noop());
+        conn.poll_drive(&mut noop);
+        let mut answer = this.response.as_mut().poll(&mut noop);
+        if answer.is_pending() {
+            conn.poll_drive(cx);
+            answer = this.response.poll(&mut noop);
+        }
+        match answer {
+            Poll::Ready(answer) => Poll::Ready((conn, answer)),
+            Poll::Pending => {
+                *this.conn = Some(conn);
+                Poll::Pending
+            }
+        }
+    }
+}
 
 /// hyper's connection state machine (with upgrades), boxed once per connection: its type
 /// cannot be named.
@@ -93,30 +136,23 @@ impl Http1Connection {
         self.poll_drive(&mut Context::from_waker(Waker::noop()))
     }
 
-    /// Sends `req` and drives the connection until the response head arrives. The request
-    /// comes back in the error when it was never written (the connection was closing).
+    /// Sends `req` and drives the connection until the response head arrives; the future
+    /// gives the connection back with the answer. The request comes back in the error when it
+    /// was never written (the connection was closing).
     ///
-    /// The response is produced by the connection while it is polled here, so it needs no
-    /// wake-up of its own, and the connection is polled with the task's waker only when the
-    /// response is not there yet: hyper registers the waker of the poll that reads the
-    /// response in the body's channel too, and taking the body's data would then wake the
-    /// running task, one more poll of it per request. Whoever reads the body polls the
-    /// connection with its own waker whenever the body has nothing to give.
-    pub(super) async fn send(
-        &mut self,
+    /// hyper queues the request at once, so the future holds only the connection and hyper's
+    /// future of the response, not the request.
+    pub(super) fn send(
+        self,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
-        let mut response = pin!(self.sender.try_send_request(req));
-        poll_fn(|cx| {
-            let mut noop = Context::from_waker(Waker::noop());
-            self.poll_drive(&mut noop);
-            if let Poll::Ready(answer) = response.as_mut().poll(&mut noop) {
-                return Poll::Ready(answer);
-            }
-            self.poll_drive(cx);
-            response.as_mut().poll(&mut noop)
-        })
-        .await
+    ) -> Sending<impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>>>
+    {
+        let mut conn = self;
+        let response = conn.sender.try_send_request(req);
+        Sending {
+            conn: Some(conn),
+            response,
+        }
     }
 
     /// Drives the connection while `future` runs, until `future` completes (e.g. a tunnel's

@@ -1,29 +1,101 @@
 //! One upstream endpoint: its connection pool, in-flight count and health, shared by every
 //! config generation that keeps the endpoint (so weight changes never touch a connection).
 
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::{http1, http2, TrySendError};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Gauge;
+use pin_project_lite::pin_project;
 use sluice_config::{Address, UpstreamProtocol};
 use tracing::{debug, warn};
 
 use super::breaker::{Breaker, ConnectionSlot};
 use super::connect::Connector;
-use super::connection::Http1Connection;
+use super::connection::{Http1Connection, Sending};
 use super::health::{Health, Verdict};
 use super::pool::Pool;
 use super::probe::{Probe, ProbeStatus};
 use crate::body::{BodyDone, ClientBodyError, RequestBody};
 use crate::error::ProxyError;
 use crate::metrics::{UpstreamErrorCounters, UpstreamErrorKind};
+
+/// What hyper's future of a response gives: the response head, or the request back when it was
+/// never written.
+type PooledAnswer = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+
+/// The boxed, less usual ways of sending a request.
+type BoxedSend<'a> =
+    Pin<Box<dyn Future<Output = Result<(Response<Incoming>, Lease), ProxyError>> + Send + 'a>>;
+
+pin_project! {
+    /// [`Endpoint::send`]'s future.
+    #[project = EndpointSendProjection]
+    pub enum EndpointSend<'a, F> {
+        /// On an idle pooled HTTP/1.1 connection, driven in place.
+        Pooled {
+            #[pin]
+            sending: Sending<F>,
+            lease: Option<Lease>,
+            endpoint: &'a Arc<Endpoint>,
+        },
+        /// Any other way, boxed.
+        Boxed { future: BoxedSend<'a> },
+    }
+}
+
+impl<F> fmt::Debug for EndpointSend<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointSend::Pooled { .. } => "EndpointSend::Pooled",
+            EndpointSend::Boxed { .. } => "EndpointSend::Boxed",
+        })
+    }
+}
+
+impl<F: Future<Output = PooledAnswer>> Future for EndpointSend<'_, F> {
+    type Output = Result<(Response<Incoming>, Lease), ProxyError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let resend = match self.as_mut().project() {
+            EndpointSendProjection::Boxed { future } => return future.as_mut().poll(cx),
+            EndpointSendProjection::Pooled {
+                sending,
+                lease,
+                endpoint,
+            } => {
+                let (conn, answer) = std::task::ready!(sending.poll(cx));
+                let mut lease = lease
+                    .take()
+                    .expect("EndpointSend polled after it completed");
+                match answer {
+                    Ok(response) => {
+                        lease.conn = Some(conn);
+                        return Poll::Ready(Ok((response, lease)));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // Never written: the connection was closing. Try another, or a new one.
+                        Some(unsent) => {
+                            drop(conn);
+                            Box::pin(endpoint.send_http1(unsent, lease, Instant::now()))
+                        }
+                        None => return Poll::Ready(Err(classify(e.into_error()))),
+                    },
+                }
+            }
+        };
+        self.set(EndpointSend::Boxed { future: resend });
+        self.poll(cx)
+    }
+}
 
 /// An endpoint of an upstream.
 #[derive(Debug)]
@@ -214,80 +286,111 @@ impl Endpoint {
     /// request body's completion flag (none for empty bodies). When the upstream has
     /// `max_connections` open, the request waits for one to come free, or fails at once with
     /// [`ProxyError::Overloaded`] when `max_pending_requests` already wait.
-    pub async fn send(
+    ///
+    /// The usual case, an idle pooled HTTP/1.1 connection, is driven in place by the returned
+    /// future; everything else (opening or waiting for a connection, HTTP/2, a resend) is
+    /// boxed, so that its state does not weigh on every request's future, which hyper moves
+    /// per request and spawns per HTTP/2 stream.
+    pub fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
         body: Option<BodyDone>,
         now: Instant,
-    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    ) -> EndpointSend<'_, impl Future<Output = PooledAnswer>> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut lease = Lease {
+        let lease = Lease {
             endpoint: self.clone(),
             conn: None,
             reuse: true,
             body,
         };
-        match self.protocol {
-            UpstreamProtocol::Http1 => {
-                let mut req = req;
-                let mut now = now;
-                let mut waiting = None;
-                loop {
-                    while let Some(mut conn) = self.pool.take_idle(now) {
-                        match conn.send(req).await {
-                            Ok(response) => {
-                                lease.conn = Some(conn);
-                                return Ok((response, lease));
-                            }
-                            Err(mut e) => match e.take_message() {
-                                // Never written: the connection was closing. Try another.
-                                Some(unsent) => req = unsent,
-                                None => return Err(classify(e.into_error())),
-                            },
-                        }
-                    }
-                    if let Some(slot) = self.breaker.try_open() {
-                        drop(waiting);
-                        let mut conn = self.connect_http1(slot).await?;
-                        let response =
-                            conn.send(req).await.map_err(|e| classify(e.into_error()))?;
+        if self.protocol == UpstreamProtocol::Http1 {
+            if let Some(conn) = self.pool.take_idle(now) {
+                return EndpointSend::Pooled {
+                    sending: conn.send(req),
+                    lease: Some(lease),
+                    endpoint: self,
+                };
+            }
+        }
+        EndpointSend::Boxed {
+            future: match self.protocol {
+                UpstreamProtocol::Http1 => Box::pin(self.send_http1(req, lease, now)),
+                UpstreamProtocol::Http2 => Box::pin(self.send_http2(req, lease)),
+            },
+        }
+    }
+
+    /// [`Endpoint::send`] over HTTP/1.1 without a connection in hand: an idle pooled one, else
+    /// a new one within `max_connections`, else a wait for one to come free.
+    async fn send_http1(
+        self: &Arc<Self>,
+        mut req: Request<RequestBody>,
+        mut lease: Lease,
+        mut now: Instant,
+    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+        let mut waiting = None;
+        loop {
+            while let Some(conn) = self.pool.take_idle(now) {
+                match conn.send(req).await {
+                    (conn, Ok(response)) => {
                         lease.conn = Some(conn);
                         return Ok((response, lease));
                     }
-                    // At the limit: wait (counted) for a connection to come back or close.
-                    if waiting.is_none() {
-                        waiting = Some(self.breaker.wait()?);
-                    }
-                    // Armed, then one more look, so a connection freed meanwhile is not missed.
-                    let freed = self.breaker.freed();
-                    tokio::pin!(freed);
-                    freed.as_mut().enable();
-                    if self.pool.idle_count() == 0 && !self.breaker.has_room() {
-                        // An idle connection to another endpoint holds a slot this one can use.
-                        self.breaker.close_idle_elsewhere(self);
-                        freed.await;
-                    }
-                    now = Instant::now();
-                }
-            }
-            UpstreamProtocol::Http2 => {
-                let mut conn = match self.pool.h2() {
-                    Some(conn) => conn,
-                    None => self.shared_http2(None).await?,
-                };
-                match conn.try_send_request(req).await {
-                    Ok(response) => Ok((response, lease)),
-                    Err(mut e) => match e.take_message() {
-                        // The connection is going away (GOAWAY): replace it, send there.
-                        Some(unsent) => {
-                            let mut fresh = self.shared_http2(Some(&conn)).await?;
-                            let response = fresh.send_request(unsent).await.map_err(classify)?;
-                            Ok((response, lease))
-                        }
-                        None => Err(classify(e.into_error())),
+                    (_, Err(mut e)) => match e.take_message() {
+                        // Never written: the connection was closing. Try another.
+                        Some(unsent) => req = unsent,
+                        None => return Err(classify(e.into_error())),
                     },
                 }
             }
+            if let Some(slot) = self.breaker.try_open() {
+                drop(waiting);
+                let conn = self.connect_http1(slot).await?;
+                let (conn, response) = conn.send(req).await;
+                let response = response.map_err(|e| classify(e.into_error()))?;
+                lease.conn = Some(conn);
+                return Ok((response, lease));
+            }
+            // At the limit: wait (counted) for a connection to come back or close.
+            if waiting.is_none() {
+                waiting = Some(self.breaker.wait()?);
+            }
+            // Armed, then one more look, so a connection freed meanwhile is not missed.
+            let freed = self.breaker.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.pool.idle_count() == 0 && !self.breaker.has_room() {
+                // An idle connection to another endpoint holds a slot this one can use.
+                self.breaker.close_idle_elsewhere(self);
+                freed.await;
+            }
+            now = Instant::now();
+        }
+    }
+
+    /// [`Endpoint::send`] over HTTP/2: the shared connection, opened (or replaced after a
+    /// GOAWAY) as needed.
+    async fn send_http2(
+        &self,
+        req: Request<RequestBody>,
+        lease: Lease,
+    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+        let mut conn = match self.pool.h2() {
+            Some(conn) => conn,
+            None => self.shared_http2(None).await?,
+        };
+        match conn.try_send_request(req).await {
+            Ok(response) => Ok((response, lease)),
+            Err(mut e) => match e.take_message() {
+                // The connection is going away (GOAWAY): replace it, send there.
+                Some(unsent) => {
+                    let mut fresh = self.shared_http2(Some(&conn)).await?;
+                    let response = fresh.send_request(unsent).await.map_err(classify)?;
+                    Ok((response, lease))
+                }
+                None => Err(classify(e.into_error())),
+            },
         }
     }
 
