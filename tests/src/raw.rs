@@ -18,35 +18,50 @@ pub struct RawUpstream {
     pub addr: SocketAddr,
     heads: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RawUpstream {
     /// Answers every request (a head without body) with `response`.
     pub async fn spawn(response: &'static [u8]) -> Self {
+        Self::spawn_with(response, usize::MAX).await
+    }
+
+    /// Answers `per_connection` requests on each connection, then closes it without warning
+    /// (no `Connection: close`), as a server whose keep-alive timeout ran out does.
+    pub async fn spawn_with(response: &'static [u8], per_connection: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind raw upstream");
         let addr = listener.local_addr().expect("raw upstream address");
         let heads = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicU64::new(0));
-        let (seen, accepted) = (heads.clone(), connections.clone());
+        let closed = Arc::new(AtomicU64::new(0));
+        let (seen, accepted, ended) = (heads.clone(), connections.clone(), closed.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 accepted.fetch_add(1, Ordering::SeqCst);
-                let seen = seen.clone();
+                let (seen, ended) = (seen.clone(), ended.clone());
                 tokio::spawn(async move {
-                    while let Some(head) = read_head(&mut tcp).await {
+                    let mut answered = 0;
+                    while answered < per_connection {
+                        let Some(head) = read_head(&mut tcp).await else {
+                            break;
+                        };
                         seen.lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .push(head);
                         if tcp.write_all(response).await.is_err() {
-                            return;
+                            break;
                         }
+                        answered += 1;
                     }
+                    drop(tcp);
+                    ended.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -54,6 +69,7 @@ impl RawUpstream {
             addr,
             heads,
             connections,
+            closed,
             task,
         }
     }
@@ -74,6 +90,11 @@ impl RawUpstream {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections it has closed so far (or the client closed).
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 

@@ -120,13 +120,19 @@ impl Http1Connection {
         }
     }
 
-    /// Whether an idle connection can take a request now: polled once (which notices a close by
-    /// the server, and lets hyper finish the previous exchange), still open and ready.
+    /// Whether an idle connection can take a request now: open, and hyper ready for the next
+    /// request.
     ///
-    /// Polled with a no-op waker: a real one would be woken by the request about to be
-    /// queued, an extra poll of the whole task; [`Http1Connection::send`] polls the connection
-    /// with the task's waker right after.
+    /// Usually hyper asked for the next request when the last response ended, and the
+    /// connection is not polled here: a close by the server while it was idle is noticed by
+    /// the first poll of [`Sending`], which reads before it writes and gives the request back
+    /// unsent (sent again on another connection). Otherwise it is polled once, with a no-op
+    /// waker (a real one would be woken by the request about to be queued, an extra poll of
+    /// the whole task), which lets hyper finish the previous exchange.
     pub(super) fn is_reusable(&mut self) -> bool {
+        if self.driver.is_some() && self.sender.is_ready() {
+            return true;
+        }
         self.is_open() && self.sender.is_ready()
     }
 
