@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# User-space instructions per request of sluice-proxy, by callgrind: the deciding measure for
+# request-path changes on a noisy machine (identical runs agree to ~0.1 %; wall-clock A/B
+# runs here move +-15 %). Kernel time is not counted.
+#
+# Usage: benches/e2e/callgrind.sh [BIN] [LABEL]
+#   BIN    sluice-proxy to measure (default: target/release/sluice-proxy; build it first)
+#   LABEL  names the outputs: $OUT/LABEL.h1.out and $OUT/LABEL.h2c.out (default: sluice)
+#   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its run/conf and run/sluice are
+#                  used: the same upstream nginx and sluice.yaml as the e2e comparison)
+#   OUT=DIR        where the callgrind files go (default: $BENCH_DIR/callgrind)
+# Needs valgrind (apt install valgrind), nginx, wrk, h2load, curl.
+#
+# For each of HTTP/1.1 (wrk -t1 -c8, 5 s) and h2c (h2load -n 20000 -c 32 -m 10): start the
+# proxy under callgrind with instrumentation off, warm up, switch it on for the measured
+# load, dump, and print instructions / requests. Inspect with callgrind_annotate.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${1:-$ROOT/target/release/sluice-proxy}
+LABEL=${2:-sluice}
+: "${BENCH_DIR:?set BENCH_DIR to a folder benches/e2e/run.sh has run in}"
+R=$BENCH_DIR/run
+OUT=${OUT:-$BENCH_DIR/callgrind}
+for tool in valgrind callgrind_control callgrind_annotate nginx wrk h2load curl; do
+    command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool not found" >&2; exit 1; }
+done
+[ -f "$R/sluice/sluice.yaml" ] || { echo "callgrind.sh: no $R/sluice/sluice.yaml" >&2; exit 1; }
+mkdir -p "$OUT"
+PORT=$(awk '/address: 127.0.0.1:/{sub(/.*:/, ""); print; exit}' "$R/sluice/sluice.yaml")
+URL=http://127.0.0.1:$PORT/
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+for b in stable canary; do
+    nginx -c "$R/conf/backend-$b.conf" -e "$OUT/backend-$b.err" &
+    pids+=($!)
+done
+
+for mode in h1 h2c; do
+    rm -f "$OUT"/cg.tmp.*
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/cg.tmp.%p" \
+        "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn >"$OUT/valgrind.log" 2>&1 &
+    vp=$!
+    pids+=("$vp")
+    for _ in $(seq 200); do curl -sf -o /dev/null "$URL" && break; sleep 0.2; done
+    if [ "$mode" = h1 ]; then
+        wrk -t1 -c8 -d3s "$URL" >/dev/null
+        callgrind_control -i on "$vp" >/dev/null 2>&1
+        n=$(wrk -t1 -c8 -d5s "$URL" | awk '/requests in/{print $1}')
+    else
+        h2load -n 5000 -c 32 -m 10 "$URL" >/dev/null
+        callgrind_control -i on "$vp" >/dev/null 2>&1
+        n=$(h2load -n 20000 -c 32 -m 10 "$URL" | awk '/^requests:/{print $8}')
+    fi
+    callgrind_control -i off "$vp" >/dev/null 2>&1
+    callgrind_control -d "$vp" >/dev/null 2>&1
+    kill "$vp"; wait "$vp" 2>/dev/null || true
+    # the dump is the largest file (the one written at exit holds what came after it)
+    f=$(find "$OUT" -name 'cg.tmp.*' -printf '%s %p\n' | sort -rn | awk 'NR == 1 {print $2}')
+    mv "$f" "$OUT/$LABEL.$mode.out"
+    rm -f "$OUT"/cg.tmp.*
+    ir=$(callgrind_annotate "$OUT/$LABEL.$mode.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')
+    echo "$LABEL $mode: $n requests, $ir instructions, $((ir / n)) per request ($OUT/$LABEL.$mode.out)"
+done
