@@ -21,11 +21,7 @@ use crate::future::{within, Within};
 use crate::metrics::{BackendMetrics, RetryResult};
 use crate::mirror::{MirrorHead, MirrorPermit, MIRROR_MAX_BODY};
 use crate::retry::{retries_error, retries_status, RetryBudget};
-use crate::upstream::{Endpoint, Lease, Upstream};
-
-/// What one attempt gives: the response head and the lease on its connection, or what went
-/// wrong.
-pub(crate) type Exchanged = Result<(Response<Incoming>, Lease), ProxyError>;
+use crate::upstream::{Endpoint, Exchanged, Lease, Upstream};
 
 /// [`Exchanged`], or the deadline passed first.
 pub(crate) type Sent = Result<Exchanged, Elapsed>;

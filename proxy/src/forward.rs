@@ -22,7 +22,7 @@ use tracing::debug;
 use crate::body::{count_grpc_status, BodyDone, RequestBody, ResponseBody};
 use crate::drain::{DrainWatch, OpenConnection};
 use crate::error::ProxyError;
-use crate::exchange::{Answered, Attempts, Exchange, Exchanged};
+use crate::exchange::{Answered, Attempts, Exchange};
 use crate::future::within;
 use crate::headers;
 use crate::listener::{ConnectionLimit, OpenClient};
@@ -31,7 +31,7 @@ use crate::mirror::{MirrorHead, MIRROR_MAX_BODY};
 use crate::retry::RETRY_MAX_BODY;
 use crate::routing::Routing;
 use crate::snapshot::{BackendRuntime, RouteRuntime, Snapshot};
-use crate::upstream::{Endpoint, Lease};
+use crate::upstream::{Endpoint, Exchanged, Lease};
 
 /// Everything the request path needs, shared by all connections.
 #[derive(Debug)]

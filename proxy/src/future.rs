@@ -1,7 +1,7 @@
 //! Small futures for the request path that keep its state machine small: hyper moves the
 //! request's future once per request and spawns it per HTTP/2 stream, so every byte of it is
 //! copied several times. An `async fn` holds its arguments apart from what it awaits (a
-//! future passed in is stored twice); these enums hold one of their futures, in place.
+//! future passed in is stored twice); [`Within`] holds its future once, in place.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,32 +43,6 @@ impl<F: Future> Future for Within<F> {
     }
 }
 
-pin_project! {
-    /// One of two futures with the same output: the size of the larger, not of both.
-    #[project = EitherProjection]
-    pub enum Either<A, B> {
-        /// The first kind.
-        Left { #[pin] future: A },
-        /// The second kind.
-        Right { #[pin] future: B },
-    }
-}
-
-impl<A, B> Future for Either<A, B>
-where
-    A: Future,
-    B: Future<Output = A::Output>,
-{
-    type Output = A::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            EitherProjection::Left { future } => future.poll(cx),
-            EitherProjection::Right { future } => future.poll(cx),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -82,18 +56,6 @@ mod tests {
         assert_eq!(within(Some(soon), async { 8 }).await.ok(), Some(8));
         let never = std::future::pending::<()>();
         assert!(within(Some(soon), never).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn either_polls_the_future_it_holds() {
-        let left: Either<_, std::future::Ready<u8>> = Either::Left {
-            future: async { 1 },
-        };
-        let right: Either<std::future::Ready<u8>, _> = Either::Right {
-            future: async { 2 },
-        };
-        assert_eq!(left.await, 1);
-        assert_eq!(right.await, 2);
     }
 
     #[test]

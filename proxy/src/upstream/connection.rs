@@ -58,6 +58,10 @@ where
     }
 }
 
+/// What hyper's future of a response gives: the response head, or the request back when it was
+/// never written.
+pub(super) type Answer = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+
 /// hyper's connection state machine (with upgrades), boxed once per connection: its type
 /// cannot be named.
 type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
@@ -149,14 +153,12 @@ impl Http1Connection {
     /// hyper queues the request at once, so the future holds only the connection and hyper's
     /// future of the response, not the request.
     pub(super) fn send(
-        self,
+        mut self,
         req: Request<RequestBody>,
-    ) -> Sending<impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>>>
-    {
-        let mut conn = self;
-        let response = conn.sender.try_send_request(req);
+    ) -> Sending<impl Future<Output = Answer>> {
+        let response = self.sender.try_send_request(req);
         Sending {
-            conn: Some(conn),
+            conn: Some(self),
             response,
         }
     }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2, TrySendError};
+use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Gauge;
@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use super::breaker::{Breaker, ConnectionSlot};
 use super::connect::Connector;
-use super::connection::{Http1Connection, Sending};
+use super::connection::{Answer, Http1Connection, Sending};
 use super::health::{Health, Verdict};
 use super::pool::Pool;
 use super::probe::{Probe, ProbeStatus};
@@ -28,13 +28,12 @@ use crate::body::{BodyDone, ClientBodyError, RequestBody};
 use crate::error::ProxyError;
 use crate::metrics::{UpstreamErrorCounters, UpstreamErrorKind};
 
-/// What hyper's future of a response gives: the response head, or the request back when it was
-/// never written.
-type PooledAnswer = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+/// What sending a request to an endpoint gives: the response head and the lease on the
+/// endpoint (and on the HTTP/1.1 connection), or what went wrong.
+pub type Exchanged = Result<(Response<Incoming>, Lease), ProxyError>;
 
 /// The boxed, less usual ways of sending a request.
-type BoxedSend<'a> =
-    Pin<Box<dyn Future<Output = Result<(Response<Incoming>, Lease), ProxyError>> + Send + 'a>>;
+type BoxedSend<'a> = Pin<Box<dyn Future<Output = Exchanged> + Send + 'a>>;
 
 pin_project! {
     /// [`Endpoint::send`]'s future.
@@ -61,8 +60,8 @@ impl<F> fmt::Debug for EndpointSend<'_, F> {
     }
 }
 
-impl<F: Future<Output = PooledAnswer>> Future for EndpointSend<'_, F> {
-    type Output = Result<(Response<Incoming>, Lease), ProxyError>;
+impl<F: Future<Output = Answer>> Future for EndpointSend<'_, F> {
+    type Output = Exchanged;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let resend = match self.as_mut().project() {
@@ -73,27 +72,44 @@ impl<F: Future<Output = PooledAnswer>> Future for EndpointSend<'_, F> {
                 endpoint,
             } => {
                 let (conn, answer) = std::task::ready!(sending.poll(cx));
-                let mut lease = lease
+                let lease = lease
                     .take()
                     .expect("EndpointSend polled after it completed");
-                match answer {
-                    Ok(response) => {
-                        lease.conn = Some(conn);
-                        return Poll::Ready(Ok((response, lease)));
+                match Pooled::of(conn, answer, lease) {
+                    Pooled::Answered(answered) => return Poll::Ready(answered),
+                    // Try another connection, or a new one.
+                    Pooled::Unsent(unsent, lease) => {
+                        Box::pin(endpoint.send_http1(unsent, lease, Instant::now()))
                     }
-                    Err(mut e) => match e.take_message() {
-                        // Never written: the connection was closing. Try another, or a new one.
-                        Some(unsent) => {
-                            drop(conn);
-                            Box::pin(endpoint.send_http1(unsent, lease, Instant::now()))
-                        }
-                        None => return Poll::Ready(Err(classify(e.into_error()))),
-                    },
                 }
             }
         };
         self.set(EndpointSend::Boxed { future: resend });
         self.poll(cx)
+    }
+}
+
+/// What a request sent on a pooled HTTP/1.1 connection came to.
+enum Pooled {
+    /// The response (the lease now holds the connection), or a failure.
+    Answered(Exchanged),
+    /// Never written: the connection was closing, and is dropped. The request and lease
+    /// are given back to try another connection.
+    Unsent(Request<RequestBody>, Lease),
+}
+
+impl Pooled {
+    fn of(conn: Http1Connection, answer: Answer, mut lease: Lease) -> Self {
+        match answer {
+            Ok(response) => {
+                lease.conn = Some(conn);
+                Self::Answered(Ok((response, lease)))
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => Self::Unsent(unsent, lease),
+                None => Self::Answered(Err(classify(e.into_error()))),
+            },
+        }
     }
 }
 
@@ -296,7 +312,7 @@ impl Endpoint {
         req: Request<RequestBody>,
         body: Option<BodyDone>,
         now: Instant,
-    ) -> EndpointSend<'_, impl Future<Output = PooledAnswer>> {
+    ) -> EndpointSend<'_, impl Future<Output = Answer>> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let lease = Lease {
             endpoint: self.clone(),
@@ -328,20 +344,15 @@ impl Endpoint {
         mut req: Request<RequestBody>,
         mut lease: Lease,
         mut now: Instant,
-    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    ) -> Exchanged {
         let mut waiting = None;
         loop {
             while let Some(conn) = self.pool.take_idle(now) {
-                match conn.send(req).await {
-                    (conn, Ok(response)) => {
-                        lease.conn = Some(conn);
-                        return Ok((response, lease));
-                    }
-                    (_, Err(mut e)) => match e.take_message() {
-                        // Never written: the connection was closing. Try another.
-                        Some(unsent) => req = unsent,
-                        None => return Err(classify(e.into_error())),
-                    },
+                let (conn, answer) = conn.send(req).await;
+                match Pooled::of(conn, answer, lease) {
+                    Pooled::Answered(answered) => return answered,
+                    // Try another.
+                    Pooled::Unsent(unsent, rest) => (req, lease) = (unsent, rest),
                 }
             }
             if let Some(slot) = self.breaker.try_open() {
@@ -371,11 +382,7 @@ impl Endpoint {
 
     /// [`Endpoint::send`] over HTTP/2: the shared connection, opened (or replaced after a
     /// GOAWAY) as needed.
-    async fn send_http2(
-        &self,
-        req: Request<RequestBody>,
-        lease: Lease,
-    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    async fn send_http2(&self, req: Request<RequestBody>, lease: Lease) -> Exchanged {
         let mut conn = match self.pool.h2() {
             Some(conn) => conn,
             None => self.shared_http2(None).await?,

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 pub use breaker::{Breaker, ConnectionSlot};
 pub use connect::Connector;
-pub use endpoint::{Endpoint, EndpointSend, EndpointSettings, Lease};
+pub use endpoint::{Endpoint, EndpointSend, EndpointSettings, Exchanged, Lease};
 pub use probe::{Probe, ProbeStatus, ProbeTarget};
 
 /// One upstream of a config generation: its endpoints, shared with other generations.

@@ -28,9 +28,8 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// An idle HTTP/1.1 connection ready for a request, if there is one. Each candidate is
-    /// polled once: a connection the server closed while it was idle is noticed (and dropped)
-    /// here.
+    /// An idle HTTP/1.1 connection ready for a request, if there is one (see
+    /// [`Http1Connection::is_reusable`]); candidates too old or no longer open are dropped.
     pub(super) fn take_idle(&self, now: Instant) -> Option<Http1Connection> {
         loop {
             let (mut conn, since) = self
