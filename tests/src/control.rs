@@ -77,6 +77,16 @@ impl Control {
             .unwrap_or_default()
     }
 
+    /// How many of the rollout's decisions so far have a message containing `text`.
+    pub async fn decisions_mentioning(&self, name: &str, text: &str) -> usize {
+        self.rollout(name)
+            .await
+            .history
+            .iter()
+            .filter(|d| d.message.contains(text))
+            .count()
+    }
+
     /// `POST /rollouts/NAME/ACTION`: (status code, JSON answer).
     pub async fn command(&self, name: &str, action: &str) -> (u16, Value) {
         let url = format!("http://{}/rollouts/{name}/{action}", self.admin);

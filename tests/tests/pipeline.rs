@@ -202,12 +202,8 @@ async fn webhooks_are_called_in_order_with_their_numbers_and_gates_hold() {
     // Held before the last step until confirm-promotion answers 2xx.
     eventually!(
         control
-            .rollout("myapp")
+            .decisions_mentioning("myapp", "confirm-promotion hook")
             .await
-            .history
-            .iter()
-            .filter(|d| d.message.contains("confirm-promotion hook"))
-            .count()
             >= 2,
         "held twice waiting for confirm-promotion"
     );
@@ -400,17 +396,15 @@ async fn blue_green_switches_only_to_healthy_green_and_back_in_one_write() {
     assert_eq!(control.command("myapp", "retry").await.0, 200);
     eventually!(rig.canary_weights().await == [100.0], "switched to green");
     // The weights are written before the decision is published: wait for it to show.
-    let switches = || async {
-        control
-            .rollout("myapp")
-            .await
-            .history
-            .into_iter()
-            .filter(|d| d.message.contains("switched"))
-            .count()
-    };
-    eventually!(switches().await >= 1, "the switch is in the history");
-    assert_eq!(switches().await, 1, "one switch");
+    eventually!(
+        control.decisions_mentioning("myapp", "switched").await >= 1,
+        "the switch is in the history"
+    );
+    assert_eq!(
+        control.decisions_mentioning("myapp", "switched").await,
+        1,
+        "one switch"
+    );
     // Green goes bad during the bake: switched back in one write.
     rig.canary
         .set_behavior(Behavior::Slow(Duration::from_millis(300)));
