@@ -133,6 +133,37 @@ fn split_authority(value: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     }
 }
 
+/// The bytes a reg-name may hold besides `%` escapes: letters, digits, unreserved and
+/// sub-delims (RFC 3986 §3.2.2). A table, as every request's `Host` goes through it.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < table.len() {
+        // `b` is below 256, so the cast keeps it whole.
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
+
 fn valid_host(host: &[u8]) -> bool {
     if let [b'[', inner @ .., b']'] = host {
         // IPvFuture (`[v1.x]`) is not accepted: nothing sends it.
@@ -151,7 +182,7 @@ fn valid_host(host: &[u8]) -> bool {
                 }
                 i += 3;
             }
-            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
+            b if REG_NAME[usize::from(b)] => i += 1,
             _ => return false,
         }
     }
@@ -160,10 +191,17 @@ fn valid_host(host: &[u8]) -> bool {
 
 /// A port of one to five digits, at most 65535.
 fn parse_port(port: &[u8]) -> Option<u16> {
-    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+    if port.is_empty() || port.len() > 5 {
         return None;
     }
-    std::str::from_utf8(port).ok()?.parse().ok()
+    let mut value = 0u32;
+    for &b in port {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(value).ok()
 }
 
 /// Whether an HTTP/1.1 request asks to upgrade the connection (`Connection: upgrade` plus an
@@ -221,16 +259,25 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .keys()
         .fold(0u8, |found, name| found | hop_by_hop_bit(name));
     if present & HOP_CONNECTION != 0 {
-        let mut values = headers.get_all(header::CONNECTION).iter();
-        let first = values.next().cloned();
-        let more: Vec<HeaderValue> = values.cloned().collect();
-        headers.remove(header::CONNECTION);
+        // One lookup takes the values out (a second line, rare, is the only allocation).
+        let (first, more) = match headers.entry(header::CONNECTION) {
+            Entry::Occupied(entry) => {
+                let mut values = entry.remove_entry_mult().1;
+                (values.next(), values.collect::<Vec<_>>())
+            }
+            Entry::Vacant(_) => (None, Vec::new()),
+        };
         for token in first
             .iter()
             .chain(&more)
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
-            .filter(|t| !(t.is_empty() || upgrade && t.eq_ignore_ascii_case(b"upgrade")))
+            // `keep-alive` (nginx's answers carry it) is removed below in any case.
+            .filter(|t| {
+                !(t.is_empty()
+                    || t.eq_ignore_ascii_case(b"keep-alive")
+                    || upgrade && t.eq_ignore_ascii_case(b"upgrade"))
+            })
         {
             // By `&str`: looked up without allocating a name; a token that is no valid header
             // name names nothing that could be there.
@@ -331,15 +378,16 @@ pub fn ensure_request_id(headers: &mut HeaderMap, random: impl Fn() -> u64) {
     // Version 4, variant 1.
     let v = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
-    let mut nibble = 32;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-        } else {
-            nibble -= 1;
-            *slot = HEX[((v >> (nibble * 4)) & 0xF) as usize];
+    // 8-4-4-4-12 hex digits: a dash before bytes 4, 6, 8 and 10.
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in v.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xF)];
+        at += 2;
     }
     if let Ok(value) = HeaderValue::from_bytes(&out) {
         entry.insert(value);
