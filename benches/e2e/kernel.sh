@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Where a proxy's CPU goes per request, kernel included: the companion of callgrind.sh (which
+# counts user-space instructions only). For each proxy, under wrk -t1 -c64 pinned as in the
+# e2e run (proxy and upstreams on core 1, wrk on core 0), it prints per 1000 requests:
+#   - perf cpu-clock samples, kernel / user (the proxy's binary and libc) / all;
+#   - the kernel symbols with the most samples;
+# and per request: context switches of every thread of the proxy (voluntary / involuntary),
+# TCP segments out and in (nstat, loopback: both hops), and bytes on the wire.
+#
+# Usage: benches/e2e/kernel.sh [PROXY...]     PROXY: sluice (default) and/or haproxy
+#   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its run/conf and run/sluice are used)
+#   BIN=PATH       the sluice-proxy to measure (default: target/release/sluice-proxy)
+#   PROFILE_SECONDS=4  seconds of profile per proxy (wrk runs 2 s longer around it)
+#   TOP=12         kernel symbols to list
+# Needs perf (apt install linux-perf), nstat (iproute2), nginx, wrk, curl; haproxy for that
+# proxy. Samples are statistical: compare proxies (or builds) measured in the same call, and
+# repeat; single runs here spread about +-5 %.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${BIN:-$ROOT/target/release/sluice-proxy}
+SECS=${PROFILE_SECONDS:-4}
+TOP=${TOP:-12}
+: "${BENCH_DIR:?set BENCH_DIR to a folder benches/e2e/run.sh has run in}"
+R=$BENCH_DIR/run
+OUT=$BENCH_DIR/kernel
+PROXIES=("$@")
+[ ${#PROXIES[@]} -gt 0 ] || PROXIES=(sluice)
+for tool in perf nstat nginx wrk curl taskset; do
+    command -v "$tool" >/dev/null || { echo "kernel.sh: $tool not found" >&2; exit 1; }
+done
+[ -f "$R/sluice/sluice.yaml" ] || { echo "kernel.sh: no $R/sluice/sluice.yaml" >&2; exit 1; }
+mkdir -p "$OUT"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+for b in stable canary; do
+    taskset -c 1 nginx -c "$R/conf/backend-$b.conf" -e "$OUT/backend-$b.err" &
+    pids+=($!)
+done
+
+# The port a config listens on: sluice's first listener, haproxy's first bind.
+port_of() {
+    case $1 in
+        sluice) awk '/address: 127.0.0.1:/{sub(/.*:/, ""); print; exit}' "$R/sluice/sluice.yaml" ;;
+        haproxy) awk '/^ *bind 127.0.0.1:/{sub(/.*:/, "", $2); print $2; exit}' "$R/conf/haproxy.cfg" ;;
+    esac
+}
+
+# "voluntary involuntary" context switches summed over the threads of $1.
+switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^voluntary_ctxt/{v += $2} /^nonvoluntary_ctxt/{n += $2} END {print v + 0, n + 0}'
+}
+
+for proxy in "${PROXIES[@]}"; do
+    case $proxy in
+        sluice) taskset -c 1 "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn \
+            >"$OUT/sluice.log" 2>&1 & ;;
+        haproxy) taskset -c 1 haproxy -db -f "$R/conf/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 & ;;
+        *) echo "kernel.sh: unknown proxy $proxy (sluice or haproxy)" >&2; exit 2 ;;
+    esac
+    pid=$!
+    pids+=("$pid")
+    url=http://127.0.0.1:$(port_of "$proxy")/
+    for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
+    taskset -c 0 wrk -t1 -c64 -d2s "$url" >/dev/null
+
+    # Context switches and segments over one run, the profile over another.
+    read -r v0 n0 < <(switches "$pid")
+    nstat -n >/dev/null
+    requests=$(taskset -c 0 wrk -t1 -c64 -d"${SECS}s" "$url" | awk '/requests in/{print $1}')
+    read -r v1 n1 < <(switches "$pid")
+    nstat >"$OUT/$proxy.nstat"
+    taskset -c 0 wrk -t1 -c64 -d"$((SECS + 2))s" "$url" >"$OUT/$proxy.wrk" &
+    wrk_pid=$!
+    sleep 1
+    perf record -q -e cpu-clock -F 4999 -g -p "$pid" -o "$OUT/$proxy.perf" -- sleep "$SECS" \
+        >/dev/null 2>&1
+    wait "$wrk_pid"
+    rps=$(awk '/Requests\/sec/{print $2}' "$OUT/$proxy.wrk")
+
+    echo "== $proxy ($requests requests for switches and segments; $rps rps while profiled)"
+    awk -v n="$requests" -v v="$((v1 - v0))" -v i="$((n1 - n0))" '
+        $1 == "TcpOutSegs" {o = $2} $1 == "TcpInSegs" {s = $2} $1 == "IpExtInOctets" {b = $2}
+        END {
+            printf "per request: %.3f voluntary + %.3f involuntary context switches; ", v / n, i / n
+            printf "%.2f TCP segments out, %.2f in; %.0f bytes\n", o / n, s / n, b / n
+        }' "$OUT/$proxy.nstat"
+    # perf's per-DSO sample counts, scaled to 1000 requests of the profiled span.
+    perf report -i "$OUT/$proxy.perf" --no-children --sort dso -g none --stdio -n 2>/dev/null |
+        awk -v per="$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s / 1000}')" '
+            $1 ~ /%$/ && $2 ~ /^[0-9]+$/ {
+                all += $2
+                if ($3 == "[kernel.kallsyms]") k += $2; else u += $2
+            }
+            END {printf "perf samples per 1000 requests: kernel %.1f, user %.1f, all %.1f\n", k / per, u / per, all / per}'
+    echo "top kernel symbols (share of all samples):"
+    perf report -i "$OUT/$proxy.perf" --no-children --sort sym -g none --stdio \
+        --dsos "[kernel.kallsyms]" --percentage absolute 2>/dev/null |
+        awk -v top="$TOP" '$1 ~ /%$/ && shown++ < top {print "  " $1, $NF}'
+
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+done
