@@ -53,10 +53,10 @@ const GATHER_LIMIT: usize = 4096;
 /// copied into one buffer first.
 ///
 /// hyper hands over an HTTP/1.1 message as its head and its body chunks, so an ordinary
-/// answer becomes a `writev` of two slices (and a request without a body a `writev` of one). For a few hundred bytes the kernel's `writev`
-/// path (importing the iovec array, `vfs_writev`, the file-position lock) costs more than
-/// the copy: a plain `send` of one buffer is what HAProxy and nginx do. Large writes keep
-/// `writev`, so bodies are not copied.
+/// answer becomes a `writev` of two slices (and a request without a body a `writev` of one).
+/// For a few hundred bytes the kernel's `writev` path (importing the iovec array,
+/// `vfs_writev`, the file-position lock) costs more than the copy: a plain `send` of one
+/// buffer is what HAProxy and nginx do. Large writes keep `writev`, so bodies are not copied.
 fn poll_write_gathered(
     stream: Pin<&mut TcpStream>,
     cx: &mut Context<'_>,

@@ -34,6 +34,20 @@ fn hop_by_hop_headers_are_removed() {
 }
 
 #[test]
+fn every_connection_line_names_headers_to_remove() {
+    let mut h = headers(&[
+        ("connection", "x-one"),
+        ("connection", "Keep-Alive, x-two,, close"),
+        ("x-one", "1"),
+        ("x-two", "2"),
+        ("x-kept", "yes"),
+    ]);
+    remove_hop_by_hop(&mut h, false);
+    let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x-kept"]);
+}
+
+#[test]
 fn upgrades_keep_upgrade_headers() {
     let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
     assert!(wants_upgrade(&h));
