@@ -123,12 +123,12 @@ impl<'a> Attempts<'a> {
             if !again || tried >= self.retries.attempts {
                 return result.map(|answer| (answer, endpoint));
             }
-            if !self.budget.try_withdraw(Instant::now()) {
+            let now = Instant::now();
+            if !self.budget.try_withdraw(now) {
                 self.labels.retry(RetryResult::BudgetExhausted);
                 return result.map(|answer| (answer, endpoint));
             }
             tried += 1;
-            let now = Instant::now();
             match self.upstream.pick_other(random(), now, endpoint) {
                 Some(next) => endpoint = next,
                 None => return result.map(|answer| (answer, endpoint)),
