@@ -18,24 +18,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${1:-$ROOT/target/release/sluice-proxy}
 LABEL=${2:-sluice}
-: "${BENCH_DIR:?set BENCH_DIR to a folder benches/e2e/run.sh has run in}"
-R=$BENCH_DIR/run
+ME=callgrind.sh
+# shellcheck source=SCRIPTDIR/common.sh
+. "$(dirname "$0")/common.sh"
 OUT=${OUT:-$BENCH_DIR/callgrind}
-for tool in valgrind callgrind_control callgrind_annotate nginx wrk h2load curl; do
-    command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool not found" >&2; exit 1; }
-done
-[ -f "$R/sluice/sluice.yaml" ] || { echo "callgrind.sh: no $R/sluice/sluice.yaml" >&2; exit 1; }
+needs valgrind callgrind_control callgrind_annotate nginx wrk h2load curl
 mkdir -p "$OUT"
-PORT=$(awk '/address: 127.0.0.1:/{sub(/.*:/, ""); print; exit}' "$R/sluice/sluice.yaml")
-URL=http://127.0.0.1:$PORT/
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-for b in stable canary; do
-    nginx -c "$R/conf/backend-$b.conf" -e "$OUT/backend-$b.err" &
-    pids+=($!)
-done
+URL=http://127.0.0.1:$(sluice_port)/
+start_upstreams "$OUT"
 
 for mode in h1 h2c; do
     rm -f "$OUT"/cg.tmp.*
@@ -43,7 +33,7 @@ for mode in h1 h2c; do
         "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn >"$OUT/valgrind.log" 2>&1 &
     vp=$!
     pids+=("$vp")
-    for _ in $(seq 200); do curl -sf -o /dev/null "$URL" && break; sleep 0.2; done
+    wait_ready "$URL" 200
     if [ "$mode" = h1 ]; then
         wrk -t1 -c8 -d3s "$URL" >/dev/null
         callgrind_control -i on "$vp" >/dev/null 2>&1

@@ -20,29 +20,20 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$ROOT/target/release/sluice-proxy}
 SECS=${PROFILE_SECONDS:-4}
 TOP=${TOP:-12}
-: "${BENCH_DIR:?set BENCH_DIR to a folder benches/e2e/run.sh has run in}"
-R=$BENCH_DIR/run
+ME=kernel.sh
+# shellcheck source=SCRIPTDIR/common.sh
+. "$(dirname "$0")/common.sh"
 OUT=$BENCH_DIR/kernel
 PROXIES=("$@")
 [ ${#PROXIES[@]} -gt 0 ] || PROXIES=(sluice)
-for tool in perf nstat nginx wrk curl taskset; do
-    command -v "$tool" >/dev/null || { echo "kernel.sh: $tool not found" >&2; exit 1; }
-done
-[ -f "$R/sluice/sluice.yaml" ] || { echo "kernel.sh: no $R/sluice/sluice.yaml" >&2; exit 1; }
+needs perf nstat nginx wrk curl taskset
 mkdir -p "$OUT"
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-for b in stable canary; do
-    taskset -c 1 nginx -c "$R/conf/backend-$b.conf" -e "$OUT/backend-$b.err" &
-    pids+=($!)
-done
+start_upstreams "$OUT" taskset -c 1
 
 # The port a config listens on: sluice's first listener, haproxy's first bind.
 port_of() {
     case $1 in
-        sluice) awk '/address: 127.0.0.1:/{sub(/.*:/, ""); print; exit}' "$R/sluice/sluice.yaml" ;;
+        sluice) sluice_port ;;
         haproxy) awk '/^ *bind 127.0.0.1:/{sub(/.*:/, "", $2); print $2; exit}' "$R/conf/haproxy.cfg" ;;
     esac
 }
@@ -63,7 +54,7 @@ for proxy in "${PROXIES[@]}"; do
     pid=$!
     pids+=("$pid")
     url=http://127.0.0.1:$(port_of "$proxy")/
-    for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
+    wait_ready "$url"
     taskset -c 0 wrk -t1 -c64 -d2s "$url" >/dev/null
 
     # Context switches and segments over one run, the profile over another.
