@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::BackendMetrics;
-use crate::upstream::Lease;
+use crate::upstream::{Lease, UpstreamBody};
 
 /// Errors of a body in either direction.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -80,8 +80,7 @@ pin_project! {
     pub enum ResponseBody {
         /// The upstream's body, streamed through.
         Upstream {
-            #[pin]
-            body: Incoming,
+            body: UpstreamBody,
             lease: Option<Lease>,
             grpc: Option<GrpcWatch>,
             // The upstream's failure, held back for one poll (see `poll_frame`).
@@ -342,25 +341,40 @@ impl Body for RequestBody {
     }
 }
 
-/// The next frame of an upstream's body. An HTTP/1.1 body is fed by its connection, which
-/// the lease drives from this task: the body is read first (usually its data is there
-/// already), and the connection polled only when it is not; once the connection is polled,
-/// the body needs no wake-up of its own (it would be a needless extra poll of this task).
+/// The next frame of an upstream's body. A body sluice's own HTTP/1.1 client decodes comes
+/// from the connection the lease holds. A body of hyper's HTTP/1.1 client is fed by its
+/// connection, which the lease drives from this task: the body is read first (usually its data
+/// is there already), and the connection polled only when it is not; once the connection is
+/// polled, the body needs no wake-up of its own (it would be a needless extra poll of this
+/// task).
 #[inline]
 fn poll_upstream(
-    mut body: Pin<&mut Incoming>,
+    body: &mut UpstreamBody,
     lease: Option<&mut Lease>,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-    let Some(lease) = lease.filter(|l| l.has_connection()) else {
-        return body.poll_frame(cx);
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let body = match body {
+        UpstreamBody::Own(decoder) => {
+            let Some(lease) = lease else {
+                return Poll::Ready(Some(Err("upstream connection gone".into())));
+            };
+            return lease.poll_own_body(decoder, cx).map_err(BoxError::from);
+        }
+        UpstreamBody::Hyper(body) => Pin::new(body),
     };
-    let mut noop = Context::from_waker(Waker::noop());
-    match body.as_mut().poll_frame(&mut noop) {
-        Poll::Pending if lease.poll_connection(cx) => body.poll_frame(&mut noop),
-        Poll::Pending => body.poll_frame(cx),
-        ready => ready,
-    }
+    let polled = match lease.filter(|l| l.has_connection()) {
+        None => body.poll_frame(cx),
+        Some(lease) => {
+            let mut body = body;
+            let mut noop = Context::from_waker(Waker::noop());
+            match body.as_mut().poll_frame(&mut noop) {
+                Poll::Pending if lease.poll_connection(cx) => body.poll_frame(&mut noop),
+                Poll::Pending => body.poll_frame(cx),
+                ready => ready,
+            }
+        }
+    };
+    polled.map_err(BoxError::from)
 }
 
 impl ResponseBody {
@@ -378,7 +392,7 @@ impl ResponseBody {
 
     /// The upstream's body; `lease` goes back to the pool when the body has been read to its
     /// end (and is dropped, closing the connection, if the client goes away first).
-    pub fn upstream(body: Incoming, mut lease: Lease) -> Self {
+    pub fn upstream(body: UpstreamBody, mut lease: Lease) -> Self {
         if body.is_end_stream() {
             lease.finish();
         }
@@ -415,11 +429,11 @@ impl Body for ResponseBody {
                 Poll::Ready(failed.take().map(Err))
             }
             ResponseBodyProj::Upstream {
-                mut body,
+                body,
                 lease,
                 grpc,
                 failed,
-            } => match poll_upstream(body.as_mut(), lease.as_mut(), cx) {
+            } => match poll_upstream(body, lease.as_mut(), cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(watch) = grpc {
                         watch.frame(&frame);
@@ -455,7 +469,7 @@ impl Body for ResponseBody {
                     // hyper drops what it has not yet written of the response when the body
                     // fails: one `Pending` first lets it flush the head and the data so far, so
                     // the client sees a visibly cut response, not an empty one.
-                    *failed = Some(Box::new(e));
+                    *failed = Some(e);
                     cx.waker().wake_by_ref();
                     Poll::Pending
                 }

@@ -23,9 +23,10 @@ pub enum ProxyError {
     /// The TLS handshake with the upstream failed.
     #[error("upstream TLS handshake failed: {0}")]
     Tls(std::io::Error),
-    /// The upstream closed or reset the connection before sending response headers.
+    /// The upstream closed or reset the connection before sending response headers, or sent
+    /// a response that cannot be read.
     #[error("upstream reset the connection: {0}")]
-    Reset(hyper::Error),
+    Reset(Box<dyn std::error::Error + Send + Sync>),
     /// The upstream did not send response headers within the route timeout.
     #[error("upstream did not respond within the route timeout")]
     Timeout,

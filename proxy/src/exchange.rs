@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use sluice_config::Retries;
 use tokio::time::error::Elapsed;
@@ -21,13 +20,14 @@ use crate::future::{within, Within};
 use crate::metrics::{BackendMetrics, RetryResult};
 use crate::mirror::{MirrorHead, MirrorPermit, MIRROR_MAX_BODY};
 use crate::retry::{retries_error, retries_status, RetryBudget};
-use crate::upstream::{Endpoint, Exchanged, Lease, Upstream};
+use crate::upstream::{Endpoint, Exchanged, Lease, Upstream, UpstreamBody};
 
 /// [`Exchanged`], or the deadline passed first.
 pub(crate) type Sent = Result<Exchanged, Elapsed>;
 
 /// The exchange's outcome: the response head, the lease, and the endpoint that answered.
-pub(crate) type Answered<'a> = Result<((Response<Incoming>, Lease), &'a Arc<Endpoint>), ProxyError>;
+pub(crate) type Answered<'a> =
+    Result<((Response<UpstreamBody>, Lease), &'a Arc<Endpoint>), ProxyError>;
 
 pin_project! {
     /// A request's exchange with the upstream, as a future of its [`Answered`] outcome.

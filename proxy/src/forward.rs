@@ -31,7 +31,7 @@ use crate::mirror::{MirrorHead, MIRROR_MAX_BODY};
 use crate::retry::RETRY_MAX_BODY;
 use crate::routing::Routing;
 use crate::snapshot::{BackendRuntime, RouteRuntime, Snapshot};
-use crate::upstream::{Endpoint, Exchanged, Lease};
+use crate::upstream::{Endpoint, Exchanged, Lease, UpstreamBody};
 
 /// Everything the request path needs, shared by all connections.
 #[derive(Debug)]
@@ -349,7 +349,7 @@ fn route<'s>(
 /// through the lease.
 fn answer(
     downstream: &Downstream,
-    mut response: Response<Incoming>,
+    mut response: Response<UpstreamBody>,
     mut lease: Lease,
     endpoint: &Endpoint,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,

@@ -134,3 +134,24 @@ pub async fn bodies(
     }
     all
 }
+
+/// GET `url` offering trailers (`te: trailers`) and read the answer to its end: the status,
+/// the body and the trailers, if any. Panics on transport errors.
+pub async fn get_with_trailers(
+    client: &HttpClient,
+    url: &str,
+) -> (StatusCode, Bytes, Option<HeaderMap>) {
+    let response = client
+        .request(
+            Request::get(url)
+                .header("te", "trailers")
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("request to {url} failed: {e:?}"));
+    let status = response.status();
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    (status, collected.to_bytes(), trailers)
+}

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::{Request, Version};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use sluice_tests::{client, Backend, Proxy};
 
 fn config(upstream_protocol: &str, backend: &Backend) -> String {
@@ -68,21 +68,11 @@ async fn http2_upstream_multiplexes_one_connection() {
 async fn trailers_pass_through_h2_end_to_end() {
     let backend = Backend::spawn("app").await;
     let proxy = Proxy::start(&config("http2", &backend));
-    let h2 = client::h2c();
-    let response = h2
-        .request(
-            Request::get(proxy.url("/trailers"))
-                .header("te", "trailers")
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    assert_eq!(response.status(), 200);
-    let collected = response.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().expect("trailers arrived");
-    assert_eq!(trailers["grpc-status"], "0");
-    assert_eq!(collected.to_bytes(), Bytes::from_static(b"payload"));
+    let (status, body, trailers) =
+        client::get_with_trailers(&client::h2c(), &proxy.url("/trailers")).await;
+    assert_eq!(status, 200);
+    assert_eq!(trailers.expect("trailers arrived")["grpc-status"], "0");
+    assert_eq!(body, Bytes::from_static(b"payload"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

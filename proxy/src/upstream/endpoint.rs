@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use bytes::Bytes;
+use http_body::Frame;
+use hyper::client::conn::http2;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Gauge;
@@ -20,17 +21,19 @@ use tracing::{debug, warn};
 
 use super::breaker::{Breaker, ConnectionSlot};
 use super::connect::Connector;
-use super::connection::{Answer, Http1Connection, Sending};
+use super::connection::{classify, Answer, Http1Connection, HyperAnswer, Sending};
+use super::h1::{self, BodyDecoder};
 use super::health::{Health, Verdict};
 use super::pool::Pool;
 use super::probe::{Probe, ProbeStatus};
-use crate::body::{BodyDone, ClientBodyError, RequestBody};
+use super::response::UpstreamBody;
+use crate::body::{BodyDone, RequestBody};
 use crate::error::ProxyError;
 use crate::metrics::{UpstreamErrorCounters, UpstreamErrorKind};
 
 /// What sending a request to an endpoint gives: the response head and the lease on the
 /// endpoint (and on the HTTP/1.1 connection), or what went wrong.
-pub type Exchanged = Result<(Response<Incoming>, Lease), ProxyError>;
+pub type Exchanged = Result<(Response<UpstreamBody>, Lease), ProxyError>;
 
 /// The boxed, less usual ways of sending a request.
 type BoxedSend<'a> = Pin<Box<dyn Future<Output = Exchanged> + Send + 'a>>;
@@ -60,7 +63,7 @@ impl<F> fmt::Debug for EndpointSend<'_, F> {
     }
 }
 
-impl<F: Future<Output = Answer>> Future for EndpointSend<'_, F> {
+impl<F: Future<Output = HyperAnswer>> Future for EndpointSend<'_, F> {
     type Output = Exchanged;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -101,14 +104,12 @@ enum Pooled {
 impl Pooled {
     fn of(conn: Http1Connection, answer: Answer, mut lease: Lease) -> Self {
         match answer {
-            Ok(response) => {
+            Answer::Response(response) => {
                 lease.conn = Some(conn);
                 Self::Answered(Ok((response, lease)))
             }
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => Self::Unsent(unsent, lease),
-                None => Self::Answered(Err(classify(e.into_error()))),
-            },
+            Answer::Unsent(unsent) => Self::Unsent(unsent, lease),
+            Answer::Failed(error) => Self::Answered(Err(error)),
         }
     }
 }
@@ -312,7 +313,7 @@ impl Endpoint {
         req: Request<RequestBody>,
         body: Option<BodyDone>,
         now: Instant,
-    ) -> EndpointSend<'_, impl Future<Output = Answer>> {
+    ) -> EndpointSend<'_, impl Future<Output = HyperAnswer>> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let lease = Lease {
             endpoint: self.clone(),
@@ -358,10 +359,12 @@ impl Endpoint {
             if let Some(slot) = self.breaker.try_open() {
                 drop(waiting);
                 let conn = self.connect_http1(slot).await?;
-                let (conn, response) = conn.send(req).await;
-                let response = response.map_err(|e| classify(e.into_error()))?;
-                lease.conn = Some(conn);
-                return Ok((response, lease));
+                let (conn, answer) = conn.send(req).await;
+                return match Pooled::of(conn, answer, lease) {
+                    Pooled::Answered(answered) => answered,
+                    // A new connection closed before the request could be written.
+                    Pooled::Unsent(..) => Err(ProxyError::Reset(Box::new(h1::Error::Incomplete))),
+                };
             }
             // At the limit: wait (counted) for a connection to come back or close.
             if waiting.is_none() {
@@ -388,13 +391,13 @@ impl Endpoint {
             None => self.shared_http2(None).await?,
         };
         match conn.try_send_request(req).await {
-            Ok(response) => Ok((response, lease)),
+            Ok(response) => Ok((response.map(UpstreamBody::Hyper), lease)),
             Err(mut e) => match e.take_message() {
                 // The connection is going away (GOAWAY): replace it, send there.
                 Some(unsent) => {
                     let mut fresh = self.shared_http2(Some(&conn)).await?;
                     let response = fresh.send_request(unsent).await.map_err(classify)?;
-                    Ok((response, lease))
+                    Ok((response.map(UpstreamBody::Hyper), lease))
                 }
                 None => Err(classify(e.into_error())),
             },
@@ -404,17 +407,8 @@ impl Endpoint {
     /// A new HTTP/1.1 connection, driven by the caller's task (no task of its own).
     async fn connect_http1(&self, slot: ConnectionSlot) -> Result<Http1Connection, ProxyError> {
         let stream = self.connector().connect(&self.address).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ProxyError::Reset)?;
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Http1Connection::new(
-            sender,
-            conn.with_upgrades(),
-            slot,
-            self.label.clone(),
-        ))
+        Ok(Http1Connection::new(stream, slot, self.label.clone()))
     }
 
     /// The shared HTTP/2 connection, opened by one request while the others wait. `broken` is
@@ -444,7 +438,7 @@ impl Endpoint {
             .keep_alive_interval(std::time::Duration::from_secs(30))
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(ProxyError::Reset)?;
+            .map_err(|e| ProxyError::Reset(Box::new(e)))?;
         self.run_http2(conn, self.breaker.hold());
         self.pool.set_h2(&sender);
         Ok(sender)
@@ -476,7 +470,7 @@ impl Lease {
     pub fn finish(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         let body_done = self.body.as_ref().is_none_or(BodyDone::is_done);
-        if self.reuse && body_done {
+        if self.reuse && body_done && conn.can_pool() {
             self.endpoint.pool.put_idle(conn);
             self.endpoint.breaker.release_idle();
         } else if !body_done {
@@ -502,6 +496,18 @@ impl Lease {
         self.conn.as_mut().is_some_and(|c| c.poll_drive(cx))
     }
 
+    /// The next frame of a body sluice's own HTTP/1.1 client decodes from the connection.
+    pub fn poll_own_body(
+        &mut self,
+        decoder: &mut BodyDecoder,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h1::Error>>> {
+        match &mut self.conn {
+            Some(conn) => conn.poll_own_body(decoder, cx),
+            None => Poll::Ready(Some(Err(h1::Error::Incomplete))),
+        }
+    }
+
     /// Drives the HTTP/1.1 connection while `future` runs, until `future` completes: a tunnel
     /// waits for its upstream upgrade this way (the connection completes it).
     pub async fn drive_until<F: Future>(&mut self, future: F) -> F::Output {
@@ -521,24 +527,4 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Maps a hyper client error to the proxy's view of it: the client's body, a request hyper
-/// refused to send, or the upstream.
-fn classify(error: hyper::Error) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    while let Some(e) = source {
-        if let Some(body) = e.downcast_ref::<ClientBodyError>() {
-            return match body {
-                ClientBodyError::Timeout(_) => ProxyError::RequestBodyTimeout,
-                ClientBodyError::Malformed(_) => ProxyError::BadRequestBody,
-            };
-        }
-        source = e.source();
-    }
-    if error.is_user() {
-        // Not the upstream's fault: something in the request hyper will not send.
-        return ProxyError::Unsendable(error);
-    }
-    ProxyError::Reset(error)
 }

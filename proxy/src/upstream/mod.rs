@@ -5,9 +5,11 @@ mod breaker;
 mod connect;
 mod connection;
 mod endpoint;
+pub mod h1;
 mod health;
 mod pool;
 mod probe;
+mod response;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +18,7 @@ pub use breaker::{Breaker, ConnectionSlot};
 pub use connect::Connector;
 pub use endpoint::{Endpoint, EndpointSend, EndpointSettings, Exchanged, Lease};
 pub use probe::{Probe, ProbeStatus, ProbeTarget};
+pub use response::UpstreamBody;
 
 /// One upstream of a config generation: its endpoints, shared with other generations.
 #[derive(Debug)]
