@@ -5,7 +5,9 @@
 #   - perf cpu-clock samples, kernel / user (the proxy's binary and libc) / all;
 #   - the kernel symbols with the most samples;
 # and per request: context switches of every thread of the proxy (voluntary / involuntary),
-# TCP segments out and in (nstat, loopback: both hops), and bytes on the wire.
+# TCP segments out and in (nstat, loopback: both hops), bytes on the wire, and the CPU time
+# (user + system, from /proc) of the proxy and of the two upstream nginx, which share its core:
+# what a proxy sends upstream is work for them too.
 #
 # Usage: benches/e2e/kernel.sh [PROXY...]     PROXY: sluice (default) and/or haproxy
 #   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its run/conf and run/sluice are used)
@@ -44,6 +46,19 @@ switches() {
         awk '/^voluntary_ctxt/{v += $2} /^nonvoluntary_ctxt/{n += $2} END {print v + 0, n + 0}'
 }
 
+# User + system clock ticks of $@ and their children (nginx: master and workers).
+ticks() {
+    local p all=()
+    for p in "$@"; do
+        all+=("$p")
+        while read -r child; do all+=("$child"); done < <(pgrep -P "$p" || true)
+    done
+    for p in "${all[@]}"; do awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || true; done |
+        awk '{t += $1} END {print t + 0}'
+}
+upstreams=("${pids[@]}")
+hz=$(getconf CLK_TCK)
+
 for proxy in "${PROXIES[@]}"; do
     case $proxy in
         sluice) taskset -c 1 "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn \
@@ -59,9 +74,13 @@ for proxy in "${PROXIES[@]}"; do
 
     # Context switches and segments over one run, the profile over another.
     read -r v0 n0 < <(switches "$pid")
+    p0=$(ticks "$pid")
+    u0=$(ticks "${upstreams[@]}")
     nstat -n >/dev/null
     requests=$(taskset -c 0 wrk -t1 -c64 -d"${SECS}s" "$url" | awk '/requests in/{print $1}')
     read -r v1 n1 < <(switches "$pid")
+    p1=$(ticks "$pid")
+    u1=$(ticks "${upstreams[@]}")
     nstat >"$OUT/$proxy.nstat"
     taskset -c 0 wrk -t1 -c64 -d"$((SECS + 2))s" "$url" >"$OUT/$proxy.wrk" &
     wrk_pid=$!
@@ -78,6 +97,10 @@ for proxy in "${PROXIES[@]}"; do
             printf "per request: %.3f voluntary + %.3f involuntary context switches; ", v / n, i / n
             printf "%.2f TCP segments out, %.2f in; %.0f bytes\n", o / n, s / n, b / n
         }' "$OUT/$proxy.nstat"
+    awk -v n="$requests" -v p="$((p1 - p0))" -v u="$((u1 - u0))" -v hz="$hz" 'BEGIN {
+        printf "CPU per request (us, /proc ticks): proxy %.2f, upstream nginx %.2f, both %.2f\n",
+            p / hz / n * 1e6, u / hz / n * 1e6, (p + u) / hz / n * 1e6
+    }'
     # perf's per-DSO sample counts, scaled to 1000 requests of the profiled span.
     perf report -i "$OUT/$proxy.perf" --no-children --sort dso -g none --stdio -n 2>/dev/null |
         awk -v per="$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s / 1000}')" '
