@@ -175,9 +175,14 @@ impl Http1Connection {
         }
     }
 
+    /// Whether sluice's own client speaks on the connection (hyper's has not taken it over).
+    pub(super) fn is_own(&self) -> bool {
+        matches!(self.transport, Transport::Own(_))
+    }
+
     /// Hands the connection to hyper's client. An HTTP/1.1 handshake does no I/O, so it is
     /// complete at its first poll.
-    fn switch_to_hyper(&mut self) {
+    pub(super) fn switch_to_hyper(&mut self) {
         let Transport::Own(codec) = std::mem::replace(&mut self.transport, Transport::Closed)
         else {
             return;

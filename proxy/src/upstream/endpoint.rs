@@ -322,7 +322,7 @@ impl Endpoint {
             body,
         };
         if self.protocol == UpstreamProtocol::Http1 {
-            if let Some(conn) = self.pool.take_idle(now) {
+            if let Some(conn) = self.pool.take_idle(now, h1::can_send(&req)) {
                 return EndpointSend::Pooled {
                     sending: conn.send(req),
                     lease: Some(lease),
@@ -348,7 +348,7 @@ impl Endpoint {
     ) -> Exchanged {
         let mut waiting = None;
         loop {
-            while let Some(conn) = self.pool.take_idle(now) {
+            while let Some(conn) = self.pool.take_idle(now, h1::can_send(&req)) {
                 let (conn, answer) = conn.send(req).await;
                 match Pooled::of(conn, answer, lease) {
                     Pooled::Answered(answered) => return answered,
