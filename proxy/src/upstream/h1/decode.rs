@@ -50,8 +50,9 @@ enum Kind {
     Length(u64),
     Chunked(Chunked),
     UntilClose,
-    /// Trailers decoded, not yet handed out.
-    Trailers(HeaderMap),
+    /// Trailers decoded, not yet handed out (boxed: rare, and the decoder moves with every
+    /// response).
+    Trailers(Box<HeaderMap>),
     Done,
 }
 
@@ -138,7 +139,7 @@ impl BodyDecoder {
         let chunked = match &mut self.kind {
             Kind::Done => return Ok(Decoded::End),
             Kind::Trailers(trailers) => {
-                let trailers = std::mem::take(trailers);
+                let trailers = std::mem::take(&mut **trailers);
                 self.kind = Kind::Done;
                 return Ok(Decoded::Trailers(trailers));
             }
@@ -197,7 +198,7 @@ impl BodyDecoder {
         if let Kind::Chunked(chunked) = &mut self.kind {
             if chunked.state == State::End {
                 self.kind = match chunked.trailers.take() {
-                    Some(lines) => Kind::Trailers(parse_trailers(&lines)?),
+                    Some(lines) => Kind::Trailers(Box::new(parse_trailers(&lines)?)),
                     None => Kind::Done,
                 };
             }

@@ -3,6 +3,8 @@
 //! whether the connection can carry another request. The rules are hyper's client rules.
 //! Pure (no I/O, no hyper), so the fuzz target compiles it on its own.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
@@ -55,9 +57,11 @@ pub fn parse_response(
         // and the values become slices of it once it is split off.
         let mut spans = [[0u32; 4]; MAX_HEADERS];
         let (len, code, http11, reason, count) = {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut fields);
-            let len = match parsed.parse(buf) {
+            let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let config = httparse::ParserConfig::default();
+            let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields)
+            {
                 Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
                     return Err(Error::HeadTooLarge)
                 }
