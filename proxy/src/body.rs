@@ -354,6 +354,9 @@ fn poll_upstream(
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     let body = match body {
+        // Polled again after its end (a mirror drains with `frame()` until `None`): the
+        // connection may already be back in the pool.
+        UpstreamBody::Own(decoder) if decoder.is_end() => return Poll::Ready(None),
         UpstreamBody::Own(decoder) => {
             let Some(lease) = lease else {
                 return Poll::Ready(Some(Err("upstream connection gone".into())));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_tests::raw::{exchange, RawUpstream};
-use sluice_tests::{client, Proxy};
+use sluice_tests::{client, eventually, Proxy};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -98,4 +98,32 @@ async fn an_upstream_that_closes_mid_head_is_a_502() {
     let reply = client::get(&client::http1(), &proxy.url("/"), &[]).await;
     assert_eq!(reply.status.as_u16(), 502);
     assert_eq!(reply.headers["x-sluice-error"], "reset");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_copies_with_empty_bodies_end_cleanly() {
+    // The mirror reads each copy's answer to its end and polls once more; a body that has
+    // ended must say so again, not fail (which would count an upstream reset).
+    let app = RawUpstream::spawn(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let shadow = RawUpstream::spawn(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let proxy = Proxy::start(&format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  app:\n    endpoints: [{}]\n  shadow:\n    endpoints: [{}]\nroutes:\n  - name: r\n    mirror: {{ upstream: shadow }}\n    backends: [{{ upstream: app, weight: 1 }}]\n",
+        app.endpoint(),
+        shadow.endpoint()
+    ));
+    let http1 = client::http1();
+    for _ in 0..5 {
+        let reply = client::get(&http1, &proxy.url("/"), &[]).await;
+        assert_eq!((reply.status.as_u16(), reply.text()), (200, "ok".into()));
+    }
+    eventually!(
+        proxy
+            .metric("sluice_mirror_requests_total", &[("route", "r")])
+            .await
+            == 5.0,
+        "5 copies counted"
+    );
+    let errors = proxy.metric("sluice_upstream_errors_total", &[]).await;
+    assert_eq!(errors, 0.0, "no upstream error counted");
+    assert_eq!(shadow.connections(), 1, "the mirror's connection is reused");
 }

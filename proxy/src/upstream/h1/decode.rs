@@ -126,12 +126,6 @@ impl BodyDecoder {
         }
     }
 
-    /// Whether the connection can carry another message once this body has ended (a body
-    /// delimited by the close cannot).
-    pub fn ends_by_close(&self) -> bool {
-        matches!(self.kind, Kind::UntilClose)
-    }
-
     /// Takes the next piece of the body from the front of `buf`. `closed`: the connection has
     /// ended, no byte will follow what `buf` holds. The framing bytes before and after a chunk's
     /// data are consumed eagerly, so the end of a body is noticed with its last data.
@@ -198,7 +192,9 @@ impl BodyDecoder {
         if let Kind::Chunked(chunked) = &mut self.kind {
             if chunked.state == State::End {
                 self.kind = match chunked.trailers.take() {
-                    Some(lines) => Kind::Trailers(Box::new(parse_trailers(&lines)?)),
+                    Some(lines) => {
+                        Kind::Trailers(Box::new(parse_trailers(&lines, chunked.trailer_lines)?))
+                    }
                     None => Kind::Done,
                 };
             }
@@ -331,10 +327,13 @@ impl Chunked {
     }
 }
 
-/// The trailer fields of a chunked body (each line ended by CRLF, then an empty line).
-fn parse_trailers(lines: &[u8]) -> Result<HeaderMap, Error> {
+/// The trailer fields of a chunked body: `count` lines, each ended by CRLF, then an empty
+/// line. No more fields than CRLF-ended lines are accepted (httparse also ends a field at a
+/// bare LF, which would smuggle two fields into one counted line), as hyper.
+fn parse_trailers(lines: &[u8], count: usize) -> Result<HeaderMap, Error> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let fields = match httparse::parse_headers(lines, &mut fields) {
+    let fields = &mut fields[..count.min(MAX_HEADERS)];
+    let fields = match httparse::parse_headers(lines, fields) {
         Ok(httparse::Status::Complete((_, fields))) => fields,
         Ok(httparse::Status::Partial) => return Err(Error::Chunked("incomplete trailers")),
         Err(_) => return Err(Error::Chunked("invalid trailer field")),

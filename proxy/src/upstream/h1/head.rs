@@ -119,7 +119,7 @@ pub fn parse_response(
             let value =
                 HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
                     .map_err(|_| Error::Header("invalid field value"))?;
-            if name == CONNECTION && has_token(&value, b"close") {
+            if name == CONNECTION && has_token(&value, "close") {
                 keep_alive = false;
             }
             headers.append(name, value);
@@ -151,11 +151,12 @@ fn framing(
         if !http11 {
             return Err(Error::Header("transfer-encoding in an HTTP/1.0 response"));
         }
+        // A value that is not visible ASCII names no coding hyper knows: read until the close.
         let chunked = last
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            .to_str()
+            .ok()
+            .and_then(|line| line.rsplit(',').next())
+            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
         return Ok(if chunked {
             Framing::Chunked
         } else {
@@ -190,10 +191,11 @@ fn digits(bytes: &[u8]) -> Option<u64> {
     (n < u64::MAX - 1).then_some(n)
 }
 
-/// Whether a comma-separated field value lists `token` (case-insensitive).
-fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+/// Whether a comma-separated field value lists `token` (case-insensitive; a value that is not
+/// visible ASCII lists none, as hyper reads it).
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|line| {
+        line.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
 }

@@ -43,7 +43,7 @@ const READ_MIN: usize = 8 * 1024;
 /// The largest read of a response body.
 const READ_MAX: usize = 256 * 1024;
 
-/// A read buffer larger than this is given back when the connection goes idle.
+/// A write buffer larger than this is given back when the connection goes idle.
 const IDLE_BUFFER_MAX: usize = 16 * 1024;
 
 /// One upstream HTTP/1.1 connection spoken to by sluice's own client.
@@ -53,6 +53,8 @@ pub struct Codec {
     read: BytesMut,
     /// The size of the next read (see [`READ_MIN`]).
     read_size: usize,
+    /// Reads grew past [`READ_MIN`] since the buffers were last trimmed.
+    read_grew: bool,
     write: Vec<u8>,
     written: usize,
     flushed: bool,
@@ -69,6 +71,7 @@ impl Codec {
             io,
             read: BytesMut::new(),
             read_size: READ_MIN,
+            read_grew: false,
             write: Vec::new(),
             written: 0,
             flushed: true,
@@ -124,32 +127,53 @@ impl Codec {
         }
     }
 
-    /// Finishes writing the request head, then reads until the response head is complete.
+    /// Writes the request head and reads until the response head is complete. Reading starts
+    /// while the head is still being written, as hyper's client does: a server may answer (431,
+    /// 400) and close without reading the rest, and that answer is relayed rather than the
+    /// failed write (the connection is then not reused).
     pub fn poll_response(
         &mut self,
         cx: &mut Context<'_>,
         head_request: bool,
     ) -> Poll<Result<ResponseHead, Error>> {
+        let mut write_error = None;
         if !self.flushed {
-            ready!(self.poll_flush(cx))?;
+            if let Poll::Ready(Err(e)) = self.poll_flush(cx) {
+                self.keep_alive = false;
+                write_error = Some(e);
+            }
         }
         loop {
             if !self.read.is_empty() {
-                if let Some(mut head) = parse_response(&mut self.read, head_request)? {
-                    self.keep_alive &= head.keep_alive;
+                let parsed = parse_response(&mut self.read, head_request).inspect_err(|_| {
+                    self.keep_alive = false;
+                })?;
+                if let Some(mut head) = parsed {
+                    self.keep_alive &= head.keep_alive && self.flushed;
                     if let Some(reason) = head.reason.take() {
                         if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
                             head.response.extensions_mut().insert(reason);
                         }
                     }
+                    if matches!(head.framing, Framing::Empty | Framing::Length(0)) {
+                        self.trim();
+                    }
                     return Poll::Ready(Ok(head));
                 }
             }
             if self.closed {
-                return Poll::Ready(Err(Error::Incomplete));
+                return Poll::Ready(Err(write_error.map_or(Error::Incomplete, Error::Io)));
             }
-            if ready!(self.poll_fill(cx))? == 0 {
-                self.closed = true;
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => self.closed = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::Io(e))),
+                Poll::Pending => {
+                    return match write_error {
+                        Some(e) => Poll::Ready(Err(Error::Io(e))),
+                        None => Poll::Pending,
+                    }
+                }
             }
         }
     }
@@ -163,7 +187,7 @@ impl Codec {
         loop {
             let decoded = decoder.decode(&mut self.read, self.closed);
             if decoder.is_end() {
-                self.body_ended(decoder);
+                self.body_ended();
             }
             match decoded {
                 Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
@@ -185,14 +209,26 @@ impl Codec {
     }
 
     /// The body has been decoded to its end: bytes after it mean the upstream's framing is off
-    /// (the connection is not reused); a large read buffer is given back.
-    fn body_ended(&mut self, decoder: &BodyDecoder) {
-        if !self.read.is_empty() || decoder.ends_by_close() {
+    /// (the connection is not reused).
+    fn body_ended(&mut self) {
+        if !self.read.is_empty() {
             self.keep_alive = false;
         }
-        if self.read.capacity() > IDLE_BUFFER_MAX {
+        self.trim();
+    }
+
+    /// Gives back the buffers of an exchange that needed large ones, before the connection
+    /// goes idle: a read buffer whose reads grew past [`READ_MIN`] (its allocation may be up to
+    /// [`READ_MAX`]), a write buffer that held a head over [`IDLE_BUFFER_MAX`].
+    fn trim(&mut self) {
+        if self.read_grew && self.read.is_empty() {
             self.read = BytesMut::new();
             self.read_size = READ_MIN;
+            self.read_grew = false;
+        }
+        if self.write.capacity() > IDLE_BUFFER_MAX && self.flushed {
+            self.write = Vec::new();
+            self.written = 0;
         }
     }
 
@@ -222,6 +258,7 @@ impl Codec {
         ))?;
         if n >= room {
             self.read_size = (self.read_size * 2).min(READ_MAX);
+            self.read_grew = true;
         } else if n < self.read_size / 4 {
             self.read_size = (self.read_size / 2).max(READ_MIN);
         }

@@ -251,3 +251,76 @@ fn heads_are_bounded() {
     input.resize(MAX_HEAD_BYTES, b'a');
     assert!(matches!(parse(&input, false), Err(Error::HeadTooLarge)));
 }
+
+#[tokio::test]
+async fn an_answer_before_the_request_is_written_is_relayed() {
+    use std::future::poll_fn;
+    use std::io::Write;
+
+    // A server that answers at once and reads nothing, behind small socket buffers, so the
+    // request head cannot be written whole.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    listener.set_recv_buffer_size(4096).expect("receive buffer");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    listener.bind(&any.into()).expect("bind");
+    listener.listen(1).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("an IP address");
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.write_all(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n",
+        )
+        .expect("answer");
+        // Stays open (unread bytes at a close would reset the connection) until the client
+        // has its answer.
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    });
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_send_buffer_size(4096).expect("send buffer");
+    socket.connect(&addr.into()).expect("connect");
+    socket.set_nonblocking(true).expect("non-blocking");
+    let tcp = tokio::net::TcpStream::from_std(socket.into()).expect("tokio stream");
+    let mut codec = Codec::new(crate::io::Stream::Plain(tcp));
+    let req = Request::get("/")
+        .header("x-big", "a".repeat(4 << 20))
+        .body(())
+        .expect("request");
+    codec.start(&req).expect("started");
+    let head = poll_fn(|cx| codec.poll_response(cx, false))
+        .await
+        .expect("the answer, though the head is not written whole");
+    assert_eq!(
+        head.response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert!(!codec.is_reusable(), "the request was cut: never reused");
+    drop(server);
+}
+
+#[test]
+fn values_that_are_not_text_name_no_coding_and_no_option() {
+    // As hyper reads `Transfer-Encoding` and `Connection`: through `to_str`.
+    let head = parse(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: x\x80, chunked\r\n\r\n",
+        false,
+    )
+    .expect("parsed")
+    .expect("complete");
+    assert_eq!(
+        (head.framing, head.keep_alive),
+        (Framing::UntilClose, false)
+    );
+    let head = parse(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: \x80, close\r\n\r\n",
+        false,
+    )
+    .expect("parsed")
+    .expect("complete");
+    assert_eq!((head.framing, head.keep_alive), (Framing::Length(1), true));
+}
