@@ -289,13 +289,16 @@ impl Http1Connection {
     /// A request without a body goes out on sluice's own client: an idle connection is checked
     /// first (a close by the server while it was idle gives the request back unsent), then the
     /// head is written at once, so the future holds only the connection. Any other request
-    /// hands the connection to hyper's client, which queues it at once.
+    /// hands the connection to hyper's client, which queues it at once. `own`: what
+    /// [`h1::can_send`] says of `req` (the caller has asked it already, to choose the
+    /// connection).
     pub(super) fn send(
         mut self,
         req: Request<RequestBody>,
+        own: bool,
     ) -> Sending<impl Future<Output = HyperAnswer>> {
         if let Transport::Own(codec) = &mut self.transport {
-            if h1::can_send(&req) {
+            if own {
                 if codec.is_idle_open() && codec.start(&req).is_ok() {
                     return Sending::Own {
                         conn: Some(self),

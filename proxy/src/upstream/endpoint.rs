@@ -322,9 +322,10 @@ impl Endpoint {
             body,
         };
         if self.protocol == UpstreamProtocol::Http1 {
-            if let Some(conn) = self.pool.take_idle(now, h1::can_send(&req)) {
+            let own = h1::can_send(&req);
+            if let Some(conn) = self.pool.take_idle(now, own) {
                 return EndpointSend::Pooled {
-                    sending: conn.send(req),
+                    sending: conn.send(req, own),
                     lease: Some(lease),
                     endpoint: self,
                 };
@@ -346,10 +347,11 @@ impl Endpoint {
         mut lease: Lease,
         mut now: Instant,
     ) -> Exchanged {
+        let own = h1::can_send(&req);
         let mut waiting = None;
         loop {
-            while let Some(conn) = self.pool.take_idle(now, h1::can_send(&req)) {
-                let (conn, answer) = conn.send(req).await;
+            while let Some(conn) = self.pool.take_idle(now, own) {
+                let (conn, answer) = conn.send(req, own).await;
                 match Pooled::of(conn, answer, lease) {
                     Pooled::Answered(answered) => return answered,
                     // Try another.
@@ -359,7 +361,7 @@ impl Endpoint {
             if let Some(slot) = self.breaker.try_open() {
                 drop(waiting);
                 let conn = self.connect_http1(slot).await?;
-                let (conn, answer) = conn.send(req).await;
+                let (conn, answer) = conn.send(req, own).await;
                 return match Pooled::of(conn, answer, lease) {
                     Pooled::Answered(answered) => answered,
                     // A new connection closed before the request could be written.
