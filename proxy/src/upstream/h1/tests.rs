@@ -270,15 +270,16 @@ async fn an_answer_before_the_request_is_written_is_relayed() {
         .expect("address")
         .as_socket()
         .expect("an IP address");
+    // Dropped once the client has its answer: the server keeps the connection open until then
+    // (unread bytes at a close would reset it).
+    let (answered, wait_for_answer) = std::sync::mpsc::channel::<()>();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().expect("accept");
         conn.write_all(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n",
         )
         .expect("answer");
-        // Stays open (unread bytes at a close would reset the connection) until the client
-        // has its answer.
-        std::thread::sleep(std::time::Duration::from_secs(5));
+        let _ = wait_for_answer.recv();
     });
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
@@ -300,7 +301,8 @@ async fn an_answer_before_the_request_is_written_is_relayed() {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
     );
     assert!(!codec.is_reusable(), "the request was cut: never reused");
-    drop(server);
+    drop(answered);
+    server.join().expect("the server thread");
 }
 
 #[test]
