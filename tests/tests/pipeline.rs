@@ -214,6 +214,15 @@ async fn webhooks_are_called_in_order_with_their_numbers_and_gates_hold() {
         "succeeded once confirmed"
     );
     eventually!(!hooks.bodies("/post").is_empty(), "post-rollout called");
+    // The last decision's event and post-rollout hooks are delivered at once, on their own
+    // tasks: either may arrive first.
+    eventually!(
+        hooks
+            .bodies("/event")
+            .iter()
+            .any(|e| e["action"] == "succeeded"),
+        "the succeeded event delivered"
+    );
     let order: Vec<String> = hooks.received().iter().map(|r| r.path.clone()).collect();
     let first = |path: &str| order.iter().position(|p| p == path).unwrap_or(usize::MAX);
     let last = |path: &str| order.iter().rposition(|p| p == path).unwrap_or(0);
