@@ -107,76 +107,76 @@ impl Proxy {
     /// The choice of route, backend and endpoint is synchronous; the request's future holds
     /// only the one exchange with the upstream (hyper moves this future per request, and its
     /// HTTP/2 server spawns it as a task per stream: every byte of it is copied several times).
-    /// Rare, large states (a fault's delay, a retried request's attempts) are boxed.
-    pub async fn handle(
+    /// Rare, large states (a fault's delay, a retried request's attempts) are boxed. One
+    /// `async` block rather than nested `async fn`s: an `async fn` keeps each argument twice in
+    /// its future (the argument, and the local it is moved into), and the request is 264 bytes.
+    #[allow(clippy::manual_async_fn)] // an `async fn` would hold the request twice (above)
+    pub fn handle(
         self: Arc<Self>,
         downstream: Arc<Downstream>,
         req: Request<Incoming>,
-    ) -> Result<Response<ResponseBody>, Infallible> {
-        let start = Instant::now();
-        let snapshot = self.routing.snapshot();
-        let mut chosen = Chosen {
-            metrics: &snapshot.unrouted,
-            route: None,
-            backend: None,
-            set_cookie: None,
-        };
-        let outcome = match route(&snapshot, &req, start, &mut chosen) {
-            Ok(Routed::Forward(target)) => self.forward(&downstream, &target, req, start).await,
-            Ok(Routed::Answered(response)) => Ok(*response),
-            Err(error) => Err(error),
-        };
-        let mut response = match outcome {
-            Ok(response) => response,
-            Err(error) => error_response(chosen.metrics, &error),
-        };
-        chosen
-            .metrics
-            .record(response.status().as_u16(), start.elapsed().as_secs_f64());
-        count_grpc_status(&mut response, chosen.metrics);
-        chosen.finish(&mut response);
-        Ok(response)
-    }
-
-    /// Forwards the request to the chosen endpoint (after the fault, if any) and turns the
-    /// upstream's answer into the client's.
-    async fn forward<'s>(
-        &self,
-        downstream: &Downstream,
-        target: &Target<'s>,
-        req: Request<Incoming>,
-        start: Instant,
-    ) -> Result<Response<ResponseBody>, ProxyError> {
-        let labels = &*target.backend.metrics;
-        let deadline = target
-            .route
-            .timeout
-            .map(|t| tokio::time::Instant::from(start + t));
-        if let Some(fault) = target
-            .policy
-            .and_then(|p| p.fault.as_deref())
-            .or(target.route.fault.as_deref())
-        {
-            Box::pin(inject(fault, labels, deadline)).await?;
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static {
+        async move {
+            let start = Instant::now();
+            let snapshot = self.routing.snapshot();
+            let mut chosen = Chosen {
+                metrics: &snapshot.unrouted,
+                route: None,
+                backend: None,
+                set_cookie: None,
+            };
+            let outcome = match route(&snapshot, &req, start, &mut chosen) {
+                Ok(Routed::Forward(target)) => 'forward: {
+                    // The fault, if any, then the exchange with the upstream, and its answer
+                    // turned into the client's.
+                    let labels = &*target.backend.metrics;
+                    let deadline = target
+                        .route
+                        .timeout
+                        .map(|t| tokio::time::Instant::from(start + t));
+                    if let Some(fault) = fault_of(&target) {
+                        if let Err(error) = Box::pin(inject(fault, labels, deadline)).await {
+                            break 'forward Err(error);
+                        }
+                    }
+                    let mut client_upgrade = None;
+                    let exchange = match self.prepare(
+                        &downstream,
+                        &target,
+                        req,
+                        start,
+                        deadline,
+                        &mut client_upgrade,
+                    ) {
+                        Ok(exchange) => exchange,
+                        Err(error) => break 'forward Err(error),
+                    };
+                    match exchange.await {
+                        Ok(((response, lease), endpoint)) => answer(
+                            &downstream,
+                            response,
+                            lease,
+                            endpoint,
+                            client_upgrade,
+                            labels,
+                        ),
+                        Err(error) => Err(error),
+                    }
+                }
+                Ok(Routed::Answered(response)) => Ok(*response),
+                Err(error) => Err(error),
+            };
+            let mut response = match outcome {
+                Ok(response) => response,
+                Err(error) => error_response(chosen.metrics, &error),
+            };
+            chosen
+                .metrics
+                .record(response.status().as_u16(), start.elapsed().as_secs_f64());
+            count_grpc_status(&mut response, chosen.metrics);
+            chosen.finish(&mut response);
+            Ok(response)
         }
-        let mut client_upgrade = None;
-        let exchange = self.prepare(
-            downstream,
-            target,
-            req,
-            start,
-            deadline,
-            &mut client_upgrade,
-        )?;
-        let ((response, lease), endpoint) = exchange.await?;
-        answer(
-            downstream,
-            response,
-            lease,
-            endpoint,
-            client_upgrade,
-            labels,
-        )
     }
 
     /// Prepares the request for the upstream (hop-by-hop headers out, forwarding headers and
@@ -342,6 +342,14 @@ fn route<'s>(
         upstream_index: split.backends()[picked].upstream,
         runtime: &snapshot.route_runtime[route_index],
     }))
+}
+
+/// The fault the request is subject to: its backend's, else its route's.
+fn fault_of<'s>(target: &Target<'s>) -> Option<&'s Fault> {
+    target
+        .policy
+        .and_then(|p| p.fault.as_deref())
+        .or(target.route.fault.as_deref())
 }
 
 /// Turns the upstream's response head into the client's: a tunnel when both sides switched

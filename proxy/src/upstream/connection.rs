@@ -55,16 +55,16 @@ pin_project! {
             conn: Option<Http1Connection>,
             head_request: bool,
         },
-        /// On hyper's client.
+        /// On hyper's client (boxed, as the request in `Unsent`: both are rare, and this
+        /// future is part of every request's).
         Hyper {
             conn: Option<Http1Connection>,
-            #[pin]
-            response: F,
+            response: Pin<Box<F>>,
         },
         /// Not sent: the connection had closed.
         Unsent {
             conn: Option<Http1Connection>,
-            req: Option<Request<RequestBody>>,
+            req: Option<Box<Request<RequestBody>>>,
         },
     }
 }
@@ -93,14 +93,14 @@ where
                 };
                 Poll::Ready((conn.take().expect(DONE), answer))
             }
-            SendingProjection::Hyper { conn, mut response } => {
+            SendingProjection::Hyper { conn, response } => {
                 let connection = conn.as_mut().expect(DONE);
                 let mut noop = Context::from_waker(Waker::noop());
                 connection.poll_drive(&mut noop);
                 let mut answer = response.as_mut().poll(&mut noop);
                 if answer.is_pending() {
                     connection.poll_drive(cx);
-                    answer = response.poll(&mut noop);
+                    answer = response.as_mut().poll(&mut noop);
                 }
                 let answer = match std::task::ready!(answer) {
                     Ok(response) => Answer::Response(response.map(UpstreamBody::Hyper)),
@@ -113,7 +113,7 @@ where
             }
             SendingProjection::Unsent { conn, req } => Poll::Ready((
                 conn.take().expect(DONE),
-                Answer::Unsent(req.take().expect(DONE)),
+                Answer::Unsent(*req.take().expect(DONE)),
             )),
         }
     }
@@ -307,14 +307,14 @@ impl Http1Connection {
                 }
                 return Sending::Unsent {
                     conn: Some(self),
-                    req: Some(req),
+                    req: Some(Box::new(req)),
                 };
             }
             self.switch_to_hyper();
         }
         match &mut self.transport {
             Transport::Hyper { sender, .. } => {
-                let response = sender.try_send_request(req);
+                let response = Box::pin(sender.try_send_request(req));
                 Sending::Hyper {
                     conn: Some(self),
                     response,
@@ -322,7 +322,7 @@ impl Http1Connection {
             }
             _ => Sending::Unsent {
                 conn: Some(self),
-                req: Some(req),
+                req: Some(Box::new(req)),
             },
         }
     }
