@@ -34,7 +34,8 @@ pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>) {
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
-    /// Status, version and fields (the body is framed by `framing`).
+    /// Status, version and fields (the body is framed by `framing`), but for a
+    /// `Connection: keep-alive` line, which only says what `keep_alive` says.
     pub response: Response<()>,
     /// How the body is delimited.
     pub framing: Framing,
@@ -119,8 +120,17 @@ pub fn parse_response(
             let value =
                 HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
                     .map_err(|_| Error::Header("invalid field value"))?;
-            if name == CONNECTION && has_token(&value, "close") {
-                keep_alive = false;
+            if name == CONNECTION {
+                if has_token(&value, "close") {
+                    keep_alive = false;
+                }
+                // nginx answers every request with `Connection: keep-alive`. It names only
+                // this hop's option, and the proxy removes it before the client sees the
+                // response (with any header a `Connection` line names): not storing it saves
+                // an insertion and a removal on every response.
+                if value.as_bytes().eq_ignore_ascii_case(b"keep-alive") {
+                    continue;
+                }
             }
             headers.append(name, value);
         }

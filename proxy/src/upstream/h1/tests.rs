@@ -92,6 +92,35 @@ fn a_response_head_is_parsed_once_complete() {
 }
 
 #[test]
+fn connection_keep_alive_is_not_kept_but_other_connection_lines_are() {
+    let head = parse(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nConnection: Keep-Alive\r\n\r\n",
+        false,
+    )
+    .expect("parsed")
+    .expect("complete");
+    assert!(head.keep_alive);
+    assert!(!head.response.headers().contains_key("connection"));
+    // A line naming anything else, or closing, stays for the proxy's hop-by-hop rules.
+    for (line, keep_alive) in [
+        ("connection: keep-alive, x-hop", true),
+        ("connection: x-hop", true),
+        ("connection: close", false),
+    ] {
+        let input = format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{line}\r\n\r\n");
+        let head = parse(input.as_bytes(), false)
+            .expect("parsed")
+            .expect("complete");
+        assert_eq!(head.keep_alive, keep_alive, "{line}");
+        assert_eq!(
+            head.response.headers()["connection"],
+            line.trim_start_matches("connection: "),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn a_non_canonical_reason_is_kept() {
     let head = parse(b"HTTP/1.1 200 Fine\r\ncontent-length: 0\r\n\r\n", false)
         .expect("ok")
