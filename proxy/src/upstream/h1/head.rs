@@ -34,8 +34,8 @@ pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>) {
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
-    /// Status, version and fields (the body is framed by `framing`), but for a
-    /// `Connection: keep-alive` line, which only says what `keep_alive` says.
+    /// Status, version and fields (the body is framed by `framing`), but for a bare
+    /// `Connection: keep-alive` line, which the proxy's hop-by-hop rules would remove anyway.
     pub response: Response<()>,
     /// How the body is delimited.
     pub framing: Framing,
