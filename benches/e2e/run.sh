@@ -242,6 +242,8 @@ cat "$OUT/sluice-check.txt"
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)
     [ -n "$rev" ] && [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] && rev="$rev+dirty"
     echo "sluice: $("$SLUICE_BIN" --version 2>&1 | head -1) (git ${rev:-?})"
+    # how much of the code layout list the binary matches (proxy/build.rs, link-order.sh)
+    command -v nm >/dev/null && echo "sluice layout: $("$ROOT/benches/e2e/link-order.sh" --check "$SLUICE_BIN")"
     echo "nginx: $(nginx -v 2>&1 | head -1)"
     command -v haproxy >/dev/null && echo "haproxy: $(haproxy -v 2>&1 | head -1)"
     [ -n "$ENVOY" ] && [ -x "$ENVOY" ] && v=$("$ENVOY" --version 2>&1 | grep -o "version: .*") && echo "envoy: $v"

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Writes proxy/link-order.txt: the functions sluice-proxy runs, hottest first, which the
+# linker places together at the start of the binary's code (proxy/build.rs, release builds).
+# Code the proxy runs is then a few contiguous megabytes instead of being spread over the
+# whole 9 MiB: the kernel maps a file's pages around each one touched, so scattered code
+# kept most of the binary resident (idle RSS 10.6 -> 7.2 MiB, benches/RESULTS.md row 15).
+#
+# Usage: benches/e2e/link-order.sh [BIN]         regenerate from BIN (a release build)
+#        benches/e2e/link-order.sh --check [BIN] how many listed functions BIN still has
+#   BIN            default: target/release/sluice-proxy
+#   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its upstream nginx and sluice.yaml)
+# Needs valgrind, nginx, wrk, h2load, curl, nm, python3.
+#
+# The names are mangled symbols: a changed function keeps its name, a new one is not listed
+# and lands after the listed ones (the linker ignores names it does not find). Regenerate
+# after large changes to the request path or the dependencies; --check says how much of the
+# list a build still matches.
+#
+# What is run, under callgrind from the first instruction: start-up (config, listeners,
+# admin, file watch), HTTP/1.1 (wrk -c8), h2c (h2load), the admin endpoints and a weights
+# reload. A function's place is its own instruction count, highest first.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+LIST=$ROOT/proxy/link-order.txt
+CHECK=0
+[ "${1:-}" = --check ] && { CHECK=1; shift; }
+BIN=${1:-$ROOT/target/release/sluice-proxy}
+ME=link-order.sh
+
+if [ $CHECK = 1 ]; then
+    total=$(grep -c . "$LIST")
+    found=$(nm --defined-only "$BIN" | awk 'NR == FNR { have[$3] = 1; next } ($1 in have) { k++ } END { print k + 0 }' - "$LIST")
+    echo "$found of the $total functions of proxy/link-order.txt are in $BIN"
+    exit 0
+fi
+
+# shellcheck source=SCRIPTDIR/common.sh
+. "$(dirname "$0")/common.sh"
+needs valgrind nginx wrk h2load curl nm python3
+OUT=$(mktemp -d)
+trap 'cleanup; rm -rf "$OUT"' EXIT
+URL=http://127.0.0.1:$(sluice_port)/
+ADMIN=http://$(awk '/^admin:/{a = 1} a && /address:/{print $2; exit}' "$R/sluice/sluice.yaml")
+start_upstreams "$OUT"
+rm -f "$R/sluice/weights.yaml"
+valgrind --tool=callgrind --demangle=no --callgrind-out-file="$OUT/cg.%p" \
+    "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn >"$OUT/valgrind.log" 2>&1 &
+vp=$!
+pids+=("$vp")
+wait_ready "$URL" 300
+wrk -t1 -c8 -d3s "$URL" >/dev/null
+h2load -n 3000 -c 8 -m 10 "$URL" >/dev/null
+for path in metrics ready health config; do curl -s -o /dev/null "$ADMIN/$path"; done
+printf 'routes:\n  default: { stable: 80, canary: 20 }\n' >"$R/sluice/weights.yaml"
+for _ in $(seq 100); do
+    curl -s "$ADMIN/metrics" | grep -q 'sluice_config_reloads_total{.*result="ok".*} [1-9]' && break
+    sleep 0.2
+done
+rm -f "$R/sluice/weights.yaml"
+kill "$vp"
+wait "$vp" 2>/dev/null || true
+# the largest file is the main process's (valgrind may write others for helpers)
+f=$(find "$OUT" -name 'cg.*' -printf '%s %p\n' | sort -rn | awk 'NR == 1 {print $2}')
+python3 - "$f" "$(basename "$BIN")" >"$LIST" <<'PY'
+# Self cost per function of the binary itself (not libc), from callgrind's compressed format:
+# "fn=(id) name" names a function once, "fn=(id)" refers back; a cost line follows "calls="
+# for the call's inclusive cost, which is not the caller's own.
+import re, sys
+path, binary = sys.argv[1], sys.argv[2]
+names, objs, cost, fn_obj = {}, {}, {}, {}
+cur = cur_obj = None
+after_calls = False
+ref = re.compile(r"(ob|fn|cob|cfn|cfi|cfl)=\((\d+)\)(?: (.*))?")
+for line in open(path):
+    m = ref.match(line)
+    if m:
+        kind, ident, name = m.groups()
+        table = objs if kind in ("ob", "cob") else names if kind in ("fn", "cfn") else None
+        if table is not None and name:
+            table[ident] = name.strip()
+        if kind == "ob":
+            cur_obj = objs.get(ident)
+        elif kind == "fn":
+            cur, after_calls = ident, False
+            fn_obj[cur] = cur_obj
+    elif line.startswith("calls="):
+        after_calls = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        if after_calls:
+            after_calls = False
+            continue
+        parts = line.split()
+        if cur is not None and len(parts) >= 2:
+            cost[cur] = cost.get(cur, 0) + int(parts[1])
+ours = [(c, names[k]) for k, c in cost.items()
+        if c > 0 and (fn_obj.get(k) or "").endswith("/" + binary)]
+for _, name in sorted(ours, key=lambda x: (-x[0], x[1])):
+    print(name)
+PY
+echo "$ME: $(grep -c . "$LIST") functions written to $LIST"
+"$0" --check "$BIN"
