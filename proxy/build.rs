@@ -4,7 +4,7 @@
 //!
 //! The kernel maps a program's file pages around every page it touches, so code the proxy runs
 //! scattered over the whole 9 MiB of machine code kept most of it resident: laid out this way,
-//! idle RSS is 7.2 MiB instead of 10.6 (benches/RESULTS.md). `benches/e2e/link-order.sh`
+//! idle RSS is 7.0 MiB instead of 10.3 (benches/RESULTS.md). `benches/e2e/link-order.sh`
 //! regenerates the list.
 //!
 //! `--symbol-ordering-file` is an option of LLD (Rust's default linker on x86_64 Linux since

@@ -3,7 +3,7 @@
 # linker places together at the start of the binary's code (proxy/build.rs, release builds).
 # Code the proxy runs is then a few contiguous megabytes instead of being spread over the
 # whole 9 MiB: the kernel maps a file's pages around each one touched, so scattered code
-# kept most of the binary resident (idle RSS 10.6 -> 7.2 MiB, benches/RESULTS.md row 15).
+# kept most of the binary resident (idle RSS 10.3 -> 7.0 MiB, benches/RESULTS.md row 15).
 #
 # Usage: benches/e2e/link-order.sh [BIN]         regenerate from BIN (a release build)
 #        benches/e2e/link-order.sh --check [BIN] how many listed functions BIN still has
