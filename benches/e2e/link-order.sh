@@ -11,10 +11,12 @@
 #   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its upstream nginx and sluice.yaml)
 # Needs valgrind, nginx, wrk, h2load, curl, nm, python3.
 #
-# The names are mangled symbols: a changed function keeps its name, a new one is not listed
-# and lands after the listed ones (the linker ignores names it does not find). Regenerate
-# after large changes to the request path or the dependencies; --check says how much of the
-# list a build still matches.
+# The names are mangled symbols. A non-generic function keeps its name when its code changes;
+# the names of generic instances (most of hyper's, h2's and tokio's code) carry a hash that
+# moves when the crate graph changes (a new dependency, a build script). A function the list
+# does not name lands after the listed ones (the linker ignores names it does not find), so a
+# stale list costs memory, not correctness. --check (needs only nm) says how much of the list
+# a build still matches: regenerate when it is much less than the whole.
 #
 # What is run, under callgrind from the first instruction: start-up (config, listeners,
 # admin, file watch), HTTP/1.1 (wrk -c8), h2c (h2load), the admin endpoints and a weights
