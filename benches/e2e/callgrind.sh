@@ -47,7 +47,7 @@ for mode in h1 h2c; do
     callgrind_control -d "$vp" >/dev/null 2>&1
     kill "$vp"; wait "$vp" 2>/dev/null || true
     # the dump is the largest file (the one written at exit holds what came after it)
-    f=$(find "$OUT" -name 'cg.tmp.*' -printf '%s %p\n' | sort -rn | awk 'NR == 1 {print $2}')
+    f=$(largest "$OUT" 'cg.tmp.*')
     mv "$f" "$OUT/$LABEL.$mode.out"
     rm -f "$OUT"/cg.tmp.*
     ir=$(callgrind_annotate "$OUT/$LABEL.$mode.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')

@@ -1,5 +1,6 @@
-# Shared by callgrind.sh and kernel.sh (sourced, not run): the checks, the two upstream nginx
-# of a folder benches/e2e/run.sh has set up, and stopping on exit what was started.
+# Shared by callgrind.sh, kernel.sh and link-order.sh (sourced, not run): the checks, the two
+# upstream nginx of a folder benches/e2e/run.sh has set up, and stopping on exit what was
+# started.
 # Expects ME (the script's name, for messages) and BENCH_DIR; sets R (the run's folder).
 # shellcheck shell=bash
 
@@ -32,6 +33,13 @@ start_upstreams() {
 
 # sluice_port: the port of sluice.yaml's first listener.
 sluice_port() { awk '/address: 127.0.0.1:/{sub(/.*:/, ""); print; exit}' "$R/sluice/sluice.yaml"; }
+
+# sluice_admin: host:port of sluice.yaml's admin endpoint.
+sluice_admin() { awk '/^admin:/{a = 1} a && /address:/{print $2; exit}' "$R/sluice/sluice.yaml"; }
+
+# largest DIR NAME: the largest file in DIR whose name matches the pattern NAME (callgrind
+# writes a file per process and per dump; the profile wanted is the largest).
+largest() { find "$1" -name "$2" -printf '%s %p\n' | sort -rn | awk 'NR == 1 {print $2}'; }
 
 # wait_ready URL [TRIES]: until URL answers, at most TRIES (default 100) x 0.2 s.
 wait_ready() {

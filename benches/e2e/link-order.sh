@@ -42,7 +42,7 @@ needs valgrind nginx wrk h2load curl nm python3
 OUT=$(mktemp -d)
 trap 'cleanup; rm -rf "$OUT"' EXIT
 URL=http://127.0.0.1:$(sluice_port)/
-ADMIN=http://$(awk '/^admin:/{a = 1} a && /address:/{print $2; exit}' "$R/sluice/sluice.yaml")
+ADMIN=http://$(sluice_admin)
 start_upstreams "$OUT"
 rm -f "$R/sluice/weights.yaml"
 valgrind --tool=callgrind --demangle=no --callgrind-out-file="$OUT/cg.%p" \
@@ -62,7 +62,7 @@ rm -f "$R/sluice/weights.yaml"
 kill "$vp"
 wait "$vp" 2>/dev/null || true
 # the largest file is the main process's (valgrind may write others for helpers)
-f=$(find "$OUT" -name 'cg.*' -printf '%s %p\n' | sort -rn | awk 'NR == 1 {print $2}')
+f=$(largest "$OUT" 'cg.*')
 python3 - "$f" "$(basename "$BIN")" >"$LIST" <<'PY'
 # Self cost per function of the binary itself (not libc), from callgrind's compressed format:
 # "fn=(id) name" names a function once, "fn=(id)" refers back; a cost line follows "calls="
