@@ -7,7 +7,10 @@ Per proxy: medians (min-max) over every run of both round sets of wrk c64 / c8 (
 p99) and h2load (h2c rps), RSS idle / after load / after the second load; a ratio table
 sluice / peer; the targets with PASS/MISS computed from the numbers of this run; and the
 reload-under-load comparison; CPU per request of the proxy process (user + system clock
-ticks from /proc/PID/stat around each run, divided by the run's requests).
+ticks from /proc/PID/stat around each run, divided by the run's requests), and of the two
+upstream nginx behind it, which share its core; paired ratios: sluice / peer per pair of runs
+of the same round set and rep (minutes apart, so both met about the same host), median and
+range, beside the ratio of medians the targets use.
 """
 import glob
 import os
@@ -139,6 +142,8 @@ def main(d):
                                               sreq=int(f[7]), creq=int(f[8]), nconn=int(f[9]))
         if len(f) >= 12:
             meta[(f[0], f[1], f[2], f[3])].update(utime=int(f[10]), stime=int(f[11]))
+        if len(f) >= 13:
+            meta[(f[0], f[1], f[2], f[3])].update(uptime=int(f[12]))
 
     runs = {}   # (kind, target) -> [run]
     for p in glob.glob(os.path.join(d, "wrk-c*-*-s*r*.txt")):
@@ -167,6 +172,10 @@ def main(d):
                 r["cpu_user_us"] = r["utime"] * 1e6 / CLK_TCK / n
                 r["cpu_sys_us"] = r["stime"] * 1e6 / CLK_TCK / n
                 r["cpu_us"] = r["cpu_user_us"] + r["cpu_sys_us"]
+            if "uptime" in r and n > 0:
+                r["up_us"] = r["uptime"] * 1e6 / CLK_TCK / n
+                if "cpu_us" in r:
+                    r["core_us"] = r["cpu_us"] + r["up_us"]
 
     targets = [t.strip() for t in read_lines(d, "targets.txt") if t.strip()]
     targets = [t for t in ORDER if t in targets] + [t for t in targets if t not in ORDER]
@@ -190,6 +199,17 @@ def main(d):
 
     def stat(kind, t, key):
         return med([r[key] for r in runs.get((kind, t), [])])
+
+    def paired(kind, key, peer):
+        """sluice / peer for each (set, rep) both ran: the two runs were minutes apart."""
+        theirs = {(r["set"], r["rep"]): r.get(key, NAN) for r in runs.get((kind, peer), [])}
+        out = []
+        for r in runs.get((kind, "sluice"), []):
+            b = theirs.get((r["set"], r["rep"]), NAN)
+            a = r.get(key, NAN)
+            if a == a and b == b and b:
+                out.append(a / b)
+        return out
 
     def errs(kind, t):
         rs = runs.get((kind, t), [])
@@ -275,6 +295,16 @@ def main(d):
                 cells.append(f_ratio(a / b) if a and b else "-")
             w("| %s | lower | %s |" % (label, " | ".join(cells)))
         w("")
+        if max([len(paired(kind, key, p)) for _, kind, key, _ in RATIOS for p in peers] or [0]) > 1:
+            w("Paired: sluice / peer for each pair of runs of the same round set and rep (each pair "
+              "ran minutes apart, so both met about the same host), median (min-max). The ratio of "
+              "medians above compares runs that may have met different hours; this compares "
+              "neighbours.\n")
+            w("| metric | better | " + " | ".join("sluice / %s" % p for p in peers) + " |")
+            w("|---|---|" + "---|" * len(peers))
+            for label, kind, key, better in RATIOS + [("CPU per request c64", "c64", "cpu_us", "lower")]:
+                w("| %s | %s | %s |" % (label, better, " | ".join(mm(paired(kind, key, p), f_ratio) for p in peers)))
+            w("")
     elif "sluice" in targets:
         w("## RATIO TABLE\n\nno peer ran: nothing to compare against (sluice alone).\n")
 
@@ -286,7 +316,8 @@ def main(d):
         w("## CPU per request of the proxy process (us; median over runs)\n")
         w("user + system clock ticks of the proxy process (nginx: its worker) from /proc/PID/stat "
           "around each run (tick = %d ms), divided by the requests of the run; the proxy shares "
-          "the server core with the two upstream nginx, whose CPU is not counted.\n" % (1000 // CLK_TCK))
+          "the server core with the two upstream nginx, whose CPU is not counted here (the next table, "
+          "when the run recorded it).\n" % (1000 // CLK_TCK))
         w("| proxy | c64 total | c64 user | c64 system | c8 total | c8 user | c8 system | h2c total | h2c user | h2c system |")
         w("|---|---|---|---|---|---|---|---|---|---|")
         for t in targets:
@@ -295,12 +326,31 @@ def main(d):
                 row += [f_us(stat(kind, t, k)) if runs.get((kind, t)) else "-" for k in ("cpu_us", "cpu_user_us", "cpu_sys_us")]
             w("| %s |" % " | ".join(row))
         w("")
+        if any("core_us" in r for v in runs.values() for r in v):
+            w("The server core per request: the proxy (as above) and the two upstream nginx behind it "
+              "(their workers' ticks over the same run). sluice sends three fields more upstream "
+              "than the plain peers (`x-forwarded-for`, `x-forwarded-proto`, `x-request-id`, 105 "
+              "bytes), as the same-work peers do; parsing them is upstream work on the same core.\n")
+            w("| proxy | c64 proxy | c64 upstreams | c64 both | c8 proxy | c8 upstreams | c8 both | h2c proxy | h2c upstreams | h2c both |")
+            w("|---|---|---|---|---|---|---|---|---|---|")
+            for t in targets:
+                if t == "direct":
+                    continue
+                row = [t]
+                for kind in ("c64", "c8", "h2"):
+                    row += [f_us(stat(kind, t, k)) if runs.get((kind, t)) else "-" for k in ("cpu_us", "up_us", "core_us")]
+                w("| %s |" % " | ".join(row))
+            w("")
         if "sluice" in targets and peers:
             w("| sluice / peer (CPU per request) | " + " | ".join(peers) + " |")
             w("|---|" + "---|" * len(peers))
             for label, kind, key in (("c64 total", "c64", "cpu_us"), ("c64 user", "c64", "cpu_user_us"),
                                      ("c8 total", "c8", "cpu_us"), ("c8 user", "c8", "cpu_user_us"),
-                                     ("h2c total", "h2", "cpu_us"), ("h2c user", "h2", "cpu_user_us")):
+                                     ("h2c total", "h2", "cpu_us"), ("h2c user", "h2", "cpu_user_us"),
+                                     ("c64 proxy + upstreams", "c64", "core_us"),
+                                     ("h2c proxy + upstreams", "h2", "core_us")):
+                if not runs.get((kind, "sluice")) or key not in runs[(kind, "sluice")][0]:
+                    continue
                 cells = []
                 for p in peers:
                     a, b = stat(kind, "sluice", key), stat(kind, p, key)
@@ -321,8 +371,10 @@ def main(d):
             return
         fmt = f_rps if key == "rps" else (lambda x: f_us(x) + " us") if key.startswith("cpu") else (lambda x: f_ms(x) + " ms")
         ok = a >= factor * b if ge else a <= factor * b
-        checks.append((label, "sluice %s vs %s x %s %s = %s (ratio %.2f)" % (
-            fmt(a), factor, peer, fmt(b), fmt(factor * b), a / b), "PASS" if ok else "MISS"))
+        pairs = paired(kind, key, peer)
+        checks.append((label, "sluice %s vs %s x %s %s = %s (ratio %.2f%s)" % (
+            fmt(a), factor, peer, fmt(b), fmt(factor * b), a / b,
+            "; paired runs %s" % mm(pairs, f_ratio) if len(pairs) > 1 else ""), "PASS" if ok else "MISS"))
 
     if "sluice" in targets:
         # the targets hold against the plain peers (not the same-work variants)

@@ -373,16 +373,22 @@ rss_snap idle
 # meta.tsv: per run, CPU busy% of the load core and the server core, steal%, the requests
 # each backend saw (stub_status delta = the split under load), and the clock ticks (user,
 # system) the proxy process used during the run (CPU per request = ticks / requests).
-printf "kind\ttarget\tset\trep\tcpu%s_busy\tcpu%s_busy\tsteal%s\tstable_req\tcanary_req\tbackend_new_conns\tproxy_utime_ticks\tproxy_stime_ticks\n" \
+# upstream_ticks: user + system ticks of the two upstream nginx workers, which share the server
+# core with the proxy: what a proxy sends upstream (sluice's x-forwarded-* and x-request-id
+# fields) is work for them too.
+printf "kind\ttarget\tset\trep\tcpu%s_busy\tcpu%s_busy\tsteal%s\tstable_req\tcanary_req\tbackend_new_conns\tproxy_utime_ticks\tproxy_stime_ticks\tupstream_ticks\n" \
     $LOADCPU $SRVCPU $SRVCPU >"$OUT/meta.tsv"
+UPIDS=("$(child_of "$PID_backend_stable")" "$(child_of "$PID_backend_canary")")
+# user + system ticks of the upstream nginx workers, summed
+upstream_ticks() { local p t=0 u; for p in "${UPIDS[@]}"; do read -ra u <<<"$(proc_ticks "$p")"; t=$((t + u[0] + u[1])); done; echo $t; }
 measured() {   # KIND NAME SET REP OUTFILE cmd... : run cmd on the load core, output to OUTFILE, record meta
     local kind=$1 name=$2 set=$3 rep=$4 f=$5; shift 5
-    local s0 c0 s1 c1 l0 l1 v0 v1 p0 p1 mpid=${MPID[$name]:-}
+    local s0 c0 s1 c1 l0 l1 v0 v1 p0 p1 u0 u1 mpid=${MPID[$name]:-}
     read -ra s0 <<<"$(bk_counts 18081)"; read -ra c0 <<<"$(bk_counts 18082)"
     read -ra l0 <<<"$(cpu_snap $LOADCPU)"; read -ra v0 <<<"$(cpu_snap $SRVCPU)"
-    read -ra p0 <<<"$(proc_ticks "$mpid")"
+    read -ra p0 <<<"$(proc_ticks "$mpid")"; u0=$(upstream_ticks)
     taskset -c $LOADCPU "$@" >"$f" 2>&1
-    read -ra p1 <<<"$(proc_ticks "$mpid")"
+    read -ra p1 <<<"$(proc_ticks "$mpid")"; u1=$(upstream_ticks)
     read -ra l1 <<<"$(cpu_snap $LOADCPU)"; read -ra v1 <<<"$(cpu_snap $SRVCPU)"
     read -ra s1 <<<"$(bk_counts 18081)"; read -ra c1 <<<"$(bk_counts 18082)"
     awk -v k="$kind" -v n="$name" -v st="$set" -v r="$rep" \
@@ -390,9 +396,9 @@ measured() {   # KIND NAME SET REP OUTFILE cmd... : run cmd on the load core, ou
         -v vt=$((v1[0] - v0[0])) -v vi=$((v1[1] - v0[1])) -v vs=$((v1[2] - v0[2])) \
         -v sd=$((s1[1] - s0[1] - 1)) -v cd=$((c1[1] - c0[1] - 1)) \
         -v nc=$((s1[0] - s0[0] - 1 + c1[0] - c0[0] - 1)) \
-        -v pu=$((p1[0] - p0[0])) -v ps=$((p1[1] - p0[1])) \
-        'BEGIN{printf "%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\n", k, n, st, r,
-               lt ? 100*(lt-li)/lt : 0, vt ? 100*(vt-vi)/vt : 0, vt ? 100*vs/vt : 0, sd, cd, nc, pu, ps}' >>"$OUT/meta.tsv"
+        -v pu=$((p1[0] - p0[0])) -v ps=$((p1[1] - p0[1])) -v ut=$((u1 - u0)) \
+        'BEGIN{printf "%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\n", k, n, st, r,
+               lt ? 100*(lt-li)/lt : 0, vt ? 100*(vt-vi)/vt : 0, vt ? 100*vs/vt : 0, sd, cd, nc, pu, ps, ut}' >>"$OUT/meta.tsv"
 }
 wrk_errs() { awk '/Non-2xx/{e+=$NF} /Socket errors/{gsub(",",""); e+=$4+$6+$8+$10} END{print e+0}' "$1"; }
 one_wrk() {   # CONC NAME SET REP
