@@ -11,6 +11,10 @@
 //! 1.90) and of mold, not of GNU ld: the script first links an empty program with it, and
 //! without a linker that takes it, builds as before and says so in a warning.
 //! `SLUICE_LINK_ORDER=0` turns the layout off.
+//!
+//! Mangled names carry a hash of the compiler's version: the list's first line says which
+//! rustc built the binary it was generated from, and a build by another rustc is warned that
+//! the list will match few of its functions.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -41,6 +45,9 @@ fn main() {
             for arg in &args {
                 println!("cargo:rustc-link-arg-bin={BIN}={arg}");
             }
+            if let Some(mismatch) = compiler_mismatch(&list) {
+                println!("cargo:warning={mismatch}");
+            }
         }
         Err(why) => println!(
             "cargo:warning=sluice-proxy is linked without link-order.txt ({why}): its code is \
@@ -49,6 +56,31 @@ fn main() {
              SLUICE_LINK_ORDER=0 silences this."
         ),
     }
+}
+
+/// The list's first line names the rustc that built the binary it came from
+/// (`# rustc version 1.95.0 (59807616e 2026-04-14)`, from that binary's `.comment` section).
+/// Says so when this build's rustc is another one: the names of all its functions differ.
+fn compiler_mismatch(list: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(list).ok()?;
+    let listed = text
+        .lines()
+        .next()?
+        .strip_prefix("# rustc version ")?
+        .trim()
+        .to_string();
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc).arg("-V").output().ok()?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    let this = version.trim().strip_prefix("rustc ")?.to_string();
+    (this != listed).then(|| {
+        format!(
+            "proxy/link-order.txt was generated from a build by rustc {listed}, and this is \
+             rustc {this}: the mangled names carry a hash of the compiler's version, so the list \
+             matches few functions and idle RSS is about 10 MiB instead of 7. Regenerate it \
+             with benches/e2e/link-order.sh, or build with rustc {listed}."
+        )
+    })
 }
 
 /// Links an empty program with `args`, the way cargo links the proxy (same rustc, target,

@@ -9,14 +9,16 @@
 #        benches/e2e/link-order.sh --check [BIN] how many listed functions BIN still has
 #   BIN            default: target/release/sluice-proxy
 #   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its upstream nginx and sluice.yaml)
-# Needs valgrind, nginx, wrk, h2load, curl, nm, python3.
+# Needs valgrind, nginx, wrk, h2load, curl, nm, readelf, python3.
 #
 # The names are mangled symbols. A non-generic function keeps its name when its code changes;
 # the names of generic instances (most of hyper's, h2's and tokio's code) carry a hash that
 # moves when the crate graph changes (a new dependency, a build script). A function the list
 # does not name lands after the listed ones (the linker ignores names it does not find), so a
 # stale list costs memory, not correctness. --check (needs only nm) says how much of the list
-# a build still matches: regenerate when it is much less than the whole.
+# a build still matches: regenerate when it is much less than the whole. Every name also
+# carries a hash of the compiler's version: the list's first line names the rustc that built
+# BIN (from its .comment section), and proxy/build.rs warns a build by another rustc.
 #
 # What is run, under callgrind from the first instruction: start-up (config, listeners,
 # admin, file watch), HTTP/1.1 (wrk -c8), h2c (h2load), the admin endpoints and a weights
@@ -30,7 +32,7 @@ BIN=${1:-$ROOT/target/release/sluice-proxy}
 ME=link-order.sh
 
 if [ $CHECK = 1 ]; then
-    total=$(grep -c . "$LIST")
+    total=$(grep -c -v -e '^#' -e '^$' "$LIST")
     found=$(nm --defined-only "$BIN" | awk 'NR == FNR { have[$3] = 1; next } ($1 in have) { k++ } END { print k + 0 }' - "$LIST")
     echo "$found of the $total functions of proxy/link-order.txt are in $BIN"
     exit 0
@@ -38,7 +40,7 @@ fi
 
 # shellcheck source=SCRIPTDIR/common.sh
 . "$(dirname "$0")/common.sh"
-needs valgrind nginx wrk h2load curl nm python3
+needs valgrind nginx wrk h2load curl nm readelf python3
 OUT=$(mktemp -d)
 trap 'cleanup; rm -rf "$OUT"' EXIT
 URL=http://127.0.0.1:$(sluice_port)/
@@ -63,7 +65,10 @@ kill "$vp"
 wait "$vp" 2>/dev/null || true
 # the largest file is the main process's (valgrind may write others for helpers)
 f=$(largest "$OUT" 'cg.*')
-python3 - "$f" "$(basename "$BIN")" >"$LIST" <<'PY'
+# the rustc that built BIN, e.g. "rustc version 1.95.0 (59807616e 2026-04-14)"
+built_by=$(readelf -p .comment "$BIN" | grep -o 'rustc version .*' | head -1 || true)
+if [ -n "$built_by" ]; then echo "# $built_by" >"$LIST"; else : >"$LIST"; fi
+python3 - "$f" "$(basename "$BIN")" >>"$LIST" <<'PY'
 # Self cost per function of the binary itself (not libc), from callgrind's compressed format:
 # "fn=(id) name" names a function once, "fn=(id)" refers back; a cost line follows "calls="
 # for the call's inclusive cost, which is not the caller's own.
@@ -99,5 +104,5 @@ ours = [(c, names[k]) for k, c in cost.items()
 for _, name in sorted(ours, key=lambda x: (-x[0], x[1])):
     print(name)
 PY
-echo "$ME: $(grep -c . "$LIST") functions written to $LIST"
+echo "$ME: $(grep -c -v -e '^#' -e '^$' "$LIST") functions written to $LIST"
 "$0" --check "$BIN"

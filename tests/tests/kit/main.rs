@@ -462,22 +462,52 @@ fn the_dockerfile_builds_both_binaries_into_a_small_non_root_image() {
     );
     let build: Vec<&(String, String)> = steps[first..last].iter().collect();
     let final_stage: Vec<&(String, String)> = steps[last..].iter().collect();
-    let cargo = build
+    // Each cargo build command of the build stage's RUN lines, and the binaries it names.
+    let builds: Vec<String> = build
         .iter()
-        .find(|(k, a)| k == "RUN" && a.contains("cargo build"))
-        .expect("a RUN cargo build in the build stage");
-    for needed in [
-        "--release",
-        "--locked",
-        "-p sluice-proxy",
-        "-p sluice-control",
-    ] {
-        assert!(
-            cargo.1.contains(needed),
-            "cargo build without {needed}: {}",
-            cargo.1
-        );
+        .filter(|(k, _)| k == "RUN")
+        .flat_map(|(_, a)| a.split("&&"))
+        .filter(|command| command.contains("cargo build"))
+        .map(|command| command.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for binary in BINARIES {
+        let command = builds
+            .iter()
+            .find(|c| c.contains(&format!("-p {binary}")))
+            .unwrap_or_else(|| panic!("no cargo build -p {binary} in the build stage: {builds:?}"));
+        for needed in ["--release", "--locked"] {
+            assert!(
+                command.contains(needed),
+                "cargo build without {needed}: {command}"
+            );
+        }
     }
+    // The proxy's code layout (proxy/link-order.txt) names the functions of a build of the
+    // proxy alone: built together with the control, the dependencies' features are resolved
+    // for both and most names change.
+    assert!(
+        builds
+            .iter()
+            .any(|c| c.contains("-p sluice-proxy") && !c.contains("-p sluice-control")),
+        "sluice-proxy is built on its own: {builds:?}"
+    );
+    // ... and by the rustc named in its first line: names carry a hash of the compiler's version.
+    let list = read(&root().join("proxy/link-order.txt"));
+    let listed = list
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("# rustc version "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("proxy/link-order.txt starts with the rustc that built its binary");
+    let pinned = steps
+        .iter()
+        .filter(|(k, _)| k == "ARG")
+        .find_map(|(_, a)| a.strip_prefix("RUST_VERSION="))
+        .expect("ARG RUST_VERSION=... names the toolchain");
+    assert_eq!(
+        pinned, listed,
+        "the Dockerfile's Rust is the one proxy/link-order.txt was generated with"
+    );
     let copies: Vec<&String> = final_stage
         .iter()
         .filter(|(k, a)| k == "COPY" && a.contains(&format!("--from={build_stage}")))
