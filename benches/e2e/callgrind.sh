@@ -43,13 +43,6 @@ for mode in h1 h2c; do
         callgrind_control -i on "$vp" >/dev/null 2>&1
         n=$(h2load -n 20000 -c 32 -m 10 "$URL" | awk '/^requests:/{print $8}')
     fi
-    callgrind_control -i off "$vp" >/dev/null 2>&1
-    callgrind_control -d "$vp" >/dev/null 2>&1
-    kill "$vp"; wait "$vp" 2>/dev/null || true
-    # the dump is the largest file (the one written at exit holds what came after it)
-    f=$(largest "$OUT" 'cg.tmp.*')
-    mv "$f" "$OUT/$LABEL.$mode.out"
-    rm -f "$OUT"/cg.tmp.*
-    ir=$(callgrind_annotate "$OUT/$LABEL.$mode.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')
-    echo "$LABEL $mode: $n requests, $ir instructions, $((ir / n)) per request ($OUT/$LABEL.$mode.out)"
+    callgrind_finish "$vp" "$OUT/$LABEL.$mode.out"
+    echo "$LABEL $mode: $n requests, $CG_IR instructions, $((CG_IR / n)) per request ($OUT/$LABEL.$mode.out)"
 done

@@ -1,4 +1,4 @@
-# Shared by callgrind.sh, kernel.sh and link-order.sh (sourced, not run): the checks, the two
+# Shared by callgrind.sh, kernel.sh, link-order.sh and upstream-cost.sh (sourced, not run): the checks, the two
 # upstream nginx of a folder benches/e2e/run.sh has set up, and stopping on exit what was
 # started.
 # Expects ME (the script's name, for messages) and BENCH_DIR; sets R (the run's folder).
@@ -47,4 +47,23 @@ wait_ready() {
         curl -sf -o /dev/null "$1" && return
         sleep 0.2
     done
+}
+
+# callgrind_finish PID DEST [SIGNAL]: for a process started under callgrind with
+# --callgrind-out-file=DIR/cg.tmp.%p (DIR = DEST's folder) and instrumentation switched on:
+# switches it off, dumps, stops the process (SIGNAL, default TERM), keeps the dump as DEST and
+# sets CG_IR to its instruction total. Not in a subshell: it waits for PID, a child of the caller.
+callgrind_finish() {
+    local vp=$1 dest=$2 dir f
+    dir=$(dirname "$dest")
+    callgrind_control -i off "$vp" >/dev/null 2>&1
+    callgrind_control -d "$vp" >/dev/null 2>&1
+    kill -"${3:-TERM}" "$vp"
+    wait "$vp" 2>/dev/null || true
+    # the dump is the largest file (the one written at exit holds what came after it)
+    f=$(largest "$dir" 'cg.tmp.*')
+    mv "$f" "$dest"
+    rm -f "$dir"/cg.tmp.*
+    CG_IR=$(callgrind_annotate "$dest" 2>/dev/null |
+        awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')
 }

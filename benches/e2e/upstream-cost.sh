@@ -38,13 +38,7 @@ for mode in plain sluice-fields; do
     wrk -t1 -c8 -d2s "${extra[@]}" "$URL" >/dev/null
     callgrind_control -i on "$vp" >/dev/null 2>&1
     n=$(wrk -t1 -c8 -d4s "${extra[@]}" "$URL" | awk '/requests in/{print $1}')
-    callgrind_control -i off "$vp" >/dev/null 2>&1
-    callgrind_control -d "$vp" >/dev/null 2>&1
-    # nginx under valgrind may sleep through SIGTERM in epoll_wait; the dump is written
-    kill -9 "$vp"; wait "$vp" 2>/dev/null || true
-    f=$(largest "$OUT" 'cg.tmp.*')
-    mv "$f" "$OUT/$mode.out"
-    rm -f "$OUT"/cg.tmp.*
-    ir=$(callgrind_annotate "$OUT/$mode.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')
-    echo "upstream nginx, $mode: $n requests, $ir instructions, $((ir / n)) per request ($OUT/$mode.out)"
+    # nginx under valgrind may sleep through SIGTERM in epoll_wait: KILL (the dump is written)
+    callgrind_finish "$vp" "$OUT/$mode.out" KILL
+    echo "upstream nginx, $mode: $n requests, $CG_IR instructions, $((CG_IR / n)) per request ($OUT/$mode.out)"
 done
