@@ -17,6 +17,7 @@
 //! the list will match few of its functions.
 
 use std::env;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -69,8 +70,7 @@ fn compiler_mismatch(list: &Path) -> Option<String> {
         .strip_prefix("# rustc version ")?
         .trim()
         .to_string();
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let output = Command::new(rustc).arg("-V").output().ok()?;
+    let output = Command::new(rustc()).arg("-V").output().ok()?;
     let version = String::from_utf8_lossy(&output.stdout);
     let this = version.trim().strip_prefix("rustc ")?.to_string();
     (this != listed).then(|| {
@@ -83,14 +83,18 @@ fn compiler_mismatch(list: &Path) -> Option<String> {
     })
 }
 
+/// The rustc cargo builds with.
+fn rustc() -> OsString {
+    env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
+}
+
 /// Links an empty program with `args`, the way cargo links the proxy (same rustc, target,
 /// linker and flags), and says why that failed.
 fn linker_takes(args: &[String], out: &Path) -> Result<(), String> {
     let source = out.join("link_order_probe.rs");
     std::fs::write(&source, "fn main() {}\n")
         .map_err(|e| format!("writing {}: {e}", source.display()))?;
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let mut probe = Command::new(rustc);
+    let mut probe = Command::new(rustc());
     probe
         .arg(&source)
         .arg("-o")

@@ -295,15 +295,17 @@ def main(d):
                 cells.append(f_ratio(a / b) if a and b else "-")
             w("| %s | lower | %s |" % (label, " | ".join(cells)))
         w("")
-        if max([len(paired(kind, key, p)) for _, kind, key, _ in RATIOS for p in peers] or [0]) > 1:
+        paired_rows = [(label, better, [paired(kind, key, p) for p in peers]) for label, kind, key, better
+                       in RATIOS + [("CPU per request c64", "c64", "cpu_us", "lower")]]
+        if any(len(pairs) > 1 for _, _, cells in paired_rows for pairs in cells):
             w("Paired: sluice / peer for each pair of runs of the same round set and rep (each pair "
               "ran minutes apart, so both met about the same host), median (min-max). The ratio of "
               "medians above compares runs that may have met different hours; this compares "
               "neighbours.\n")
             w("| metric | better | " + " | ".join("sluice / %s" % p for p in peers) + " |")
             w("|---|---|" + "---|" * len(peers))
-            for label, kind, key, better in RATIOS + [("CPU per request c64", "c64", "cpu_us", "lower")]:
-                w("| %s | %s | %s |" % (label, better, " | ".join(mm(paired(kind, key, p), f_ratio) for p in peers)))
+            for label, better, cells in paired_rows:
+                w("| %s | %s | %s |" % (label, better, " | ".join(mm(pairs, f_ratio) for pairs in cells)))
             w("")
     elif "sluice" in targets:
         w("## RATIO TABLE\n\nno peer ran: nothing to compare against (sluice alone).\n")

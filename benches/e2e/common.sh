@@ -1,6 +1,6 @@
-# Shared by callgrind.sh, kernel.sh, link-order.sh and upstream-cost.sh (sourced, not run): the checks, the two
-# upstream nginx of a folder benches/e2e/run.sh has set up, and stopping on exit what was
-# started.
+# Shared by callgrind.sh, kernel.sh, link-order.sh and upstream-cost.sh (sourced, not run):
+# the checks, the two upstream nginx of a folder benches/e2e/run.sh has set up, and stopping on
+# exit what was started.
 # Expects ME (the script's name, for messages) and BENCH_DIR; sets R (the run's folder).
 # shellcheck shell=bash
 

@@ -31,8 +31,11 @@ CHECK=0
 BIN=${1:-$ROOT/target/release/sluice-proxy}
 ME=link-order.sh
 
+# listed: how many functions the list names (its first line is a comment naming the rustc)
+listed() { grep -c -v -e '^#' -e '^$' "$LIST"; }
+
 if [ $CHECK = 1 ]; then
-    total=$(grep -c -v -e '^#' -e '^$' "$LIST")
+    total=$(listed)
     found=$(nm --defined-only "$BIN" | awk 'NR == FNR { have[$3] = 1; next } ($1 in have) { k++ } END { print k + 0 }' - "$LIST")
     echo "$found of the $total functions of proxy/link-order.txt are in $BIN"
     exit 0
@@ -104,5 +107,5 @@ ours = [(c, names[k]) for k, c in cost.items()
 for _, name in sorted(ours, key=lambda x: (-x[0], x[1])):
     print(name)
 PY
-echo "$ME: $(grep -c -v -e '^#' -e '^$' "$LIST") functions written to $LIST"
+echo "$ME: $(listed) functions written to $LIST"
 "$0" --check "$BIN"
