@@ -23,9 +23,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The proxy is built on its own: built with the control, cargo would resolve the shared
+# The proxy is built on its own, as it ships (proxy/release-build.sh: optimised with its
+# execution profile, proxy/pgo/): built with the control, cargo would resolve the shared
 # dependencies' features for both, which renames most of the functions link-order.txt lists.
-RUN cargo build --release --locked -p sluice-proxy \
+RUN proxy/release-build.sh --locked \
     && install -D -m 0755 target/release/sluice-proxy /out/sluice-proxy \
     && cargo build --release --locked -p sluice-control \
     && install -D -m 0755 target/release/sluice-control /out/sluice-control

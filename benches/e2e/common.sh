@@ -1,4 +1,4 @@
-# Shared by callgrind.sh, kernel.sh, link-order.sh and upstream-cost.sh (sourced, not run):
+# Shared by callgrind.sh, kernel.sh, link-order.sh, pgo.sh and upstream-cost.sh (sourced, not run):
 # the checks, the two upstream nginx of a folder benches/e2e/run.sh has set up, and stopping on
 # exit what was started.
 # Expects ME (the script's name, for messages) and BENCH_DIR; sets R (the run's folder).
@@ -47,6 +47,20 @@ wait_ready() {
         curl -sf -o /dev/null "$1" && return
         sleep 0.2
     done
+}
+
+# admin_and_reload ADMIN: calls sluice's admin endpoints at ADMIN (http://host:port), then has
+# it reload a weights file (80/20), waits until its metrics count the reload, and removes the
+# file again. The part of the workloads of link-order.sh and pgo.sh beyond the traffic.
+admin_and_reload() {
+    local path
+    for path in metrics ready health config; do curl -s -o /dev/null "$1/$path"; done
+    printf 'routes:\n  default: { stable: 80, canary: 20 }\n' >"$R/sluice/weights.yaml"
+    for _ in $(seq 100); do
+        curl -s "$1/metrics" | grep -q 'sluice_config_reloads_total{.*result="ok".*} [1-9]' && break
+        sleep 0.2
+    done
+    rm -f "$R/sluice/weights.yaml"
 }
 
 # callgrind_finish PID DEST [SIGNAL]: for a process started under callgrind with

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where a proxy's CPU goes per request, kernel included: the companion of callgrind.sh (which
-# counts user-space instructions only). For each proxy, under wrk -t1 -c64 pinned as in the
-# e2e run (proxy and upstreams on core 1, wrk on core 0), it prints per 1000 requests:
+# counts user-space instructions only). For each proxy, under wrk -t1 -c64 (or, with LOAD=h2c,
+# h2load -c 32 -m 10 over h2c) pinned as in the e2e run (proxy and upstreams on core 1, the
+# load generator on core 0), it prints per 1000 requests:
 #   - perf cpu-clock samples, kernel / user (the proxy's binary and libc) / all;
 #   - the kernel symbols with the most samples;
 # and per request: context switches of every thread of the proxy (voluntary / involuntary),
@@ -12,10 +13,11 @@
 # Usage: benches/e2e/kernel.sh [PROXY...]     PROXY: sluice (default) and/or haproxy
 #   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its run/conf and run/sluice are used)
 #   BIN=PATH       the sluice-proxy to measure (default: target/release/sluice-proxy)
-#   PROFILE_SECONDS=4  seconds of profile per proxy (wrk runs 2 s longer around it)
+#   PROFILE_SECONDS=4  seconds of profile per proxy (the load runs 2 s longer around it)
 #   TOP=12         kernel symbols to list
-# Needs perf (apt install linux-perf), nstat (iproute2), nginx, wrk, curl; haproxy for that
-# proxy. Samples are statistical: compare proxies (or builds) measured in the same call, and
+#   LOAD=h1        h1: wrk -t1 -c64; h2c: h2load -c 32 -m 10 (prior knowledge), as the e2e run
+# Needs perf (apt install linux-perf), nstat (iproute2), nginx, wrk or h2load, curl; haproxy
+# for that proxy. Samples are statistical: compare proxies (or builds) measured in the same call, and
 # repeat; single runs here spread about +-5 %.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,7 +30,13 @@ ME=kernel.sh
 OUT=$BENCH_DIR/kernel
 PROXIES=("$@")
 [ ${#PROXIES[@]} -gt 0 ] || PROXIES=(sluice)
-needs perf nstat nginx wrk curl taskset
+LOAD=${LOAD:-h1}
+case $LOAD in
+    h1) needs wrk ;;
+    h2c) needs h2load ;;
+    *) echo "$ME: LOAD=$LOAD: h1 or h2c" >&2; exit 2 ;;
+esac
+needs perf nstat nginx curl taskset
 mkdir -p "$OUT"
 start_upstreams "$OUT" taskset -c 1
 
@@ -57,6 +65,16 @@ ticks() {
         awk '{t += $1} END {print t + 0}'
 }
 upstreams=("${pids[@]}")
+
+# load SECONDS URL: the chosen load on core 0 for SECONDS; prints "REQUESTS RPS".
+load() {
+    case $LOAD in
+        h1) taskset -c 0 wrk -t1 -c64 -d"$1s" "$2" |
+            awk '/requests in/{n = $1} /Requests\/sec/{r = $2} END {print n, r}' ;;
+        h2c) taskset -c 0 h2load -D "$1" -c 32 -m 10 "$2" |
+            awk '/^finished in/{r = $4} /^requests:/{n = $8} END {print n, r}' ;;
+    esac
+}
 hz=$(getconf CLK_TCK)
 
 for proxy in "${PROXIES[@]}"; do
@@ -70,25 +88,25 @@ for proxy in "${PROXIES[@]}"; do
     pids+=("$pid")
     url=http://127.0.0.1:$(port_of "$proxy")/
     wait_ready "$url"
-    taskset -c 0 wrk -t1 -c64 -d2s "$url" >/dev/null
+    load 2 "$url" >/dev/null
 
     # Context switches and segments over one run, the profile over another.
     read -r v0 n0 < <(switches "$pid")
     p0=$(ticks "$pid")
     u0=$(ticks "${upstreams[@]}")
     nstat -n >/dev/null
-    requests=$(taskset -c 0 wrk -t1 -c64 -d"${SECS}s" "$url" | awk '/requests in/{print $1}')
+    read -r requests _ < <(load "$SECS" "$url")
     read -r v1 n1 < <(switches "$pid")
     p1=$(ticks "$pid")
     u1=$(ticks "${upstreams[@]}")
     nstat >"$OUT/$proxy.nstat"
-    taskset -c 0 wrk -t1 -c64 -d"$((SECS + 2))s" "$url" >"$OUT/$proxy.wrk" &
-    wrk_pid=$!
+    load "$((SECS + 2))" "$url" >"$OUT/$proxy.load" &
+    load_pid=$!
     sleep 1
     perf record -q -e cpu-clock -F 4999 -g -p "$pid" -o "$OUT/$proxy.perf" -- sleep "$SECS" \
         >/dev/null 2>&1
-    wait "$wrk_pid"
-    rps=$(awk '/Requests\/sec/{print $2}' "$OUT/$proxy.wrk")
+    wait "$load_pid"
+    read -r _ rps <"$OUT/$proxy.load"
 
     echo "== $proxy ($requests requests for switches and segments; $rps rps while profiled)"
     awk -v n="$requests" -v v="$((v1 - v0))" -v i="$((n1 - n0))" '

@@ -202,8 +202,8 @@ fi
 # ---------------------------------------------------------------- build sluice
 if [ "$BUILD" = 1 ]; then
     command -v cargo >/dev/null || die "cargo not found: install Rust, or run with BUILD=0 SLUICE_BIN=..."
-    echo "building: cargo build --release -p sluice-proxy (in $ROOT)"
-    (cd "$ROOT" && cargo build --release -p sluice-proxy --message-format=json-render-diagnostics) \
+    echo "building: proxy/release-build.sh (cargo build --release -p sluice-proxy with its profile, in $ROOT)"
+    "$ROOT/proxy/release-build.sh" --message-format=json-render-diagnostics \
         >"$OUT/build.json" 2> >(tee "$OUT/build.log" >&2)
     rc=$?
     [ $rc = 0 ] || die "cargo build failed (exit $rc), see $OUT/build.log"

@@ -462,34 +462,55 @@ fn the_dockerfile_builds_both_binaries_into_a_small_non_root_image() {
     );
     let build: Vec<&(String, String)> = steps[first..last].iter().collect();
     let final_stage: Vec<&(String, String)> = steps[last..].iter().collect();
-    // Each cargo build command of the build stage's RUN lines, and the binaries it names.
+    // Each build command of the build stage's RUN lines: the control with cargo, the proxy as
+    // it ships, with proxy/release-build.sh (which runs cargo build for the proxy alone).
     let builds: Vec<String> = build
         .iter()
         .filter(|(k, _)| k == "RUN")
         .flat_map(|(_, a)| a.split("&&"))
-        .filter(|command| command.contains("cargo build"))
+        .filter(|command| command.contains("cargo build") || command.contains("release-build.sh"))
         .map(|command| command.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
-    for binary in BINARIES {
-        let command = builds
-            .iter()
-            .find(|c| c.contains(&format!("-p {binary}")))
-            .unwrap_or_else(|| panic!("no cargo build -p {binary} in the build stage: {builds:?}"));
-        for needed in ["--release", "--locked"] {
-            assert!(
-                command.contains(needed),
-                "cargo build without {needed}: {command}"
-            );
-        }
+    let control = builds
+        .iter()
+        .find(|c| c.contains("cargo build") && c.contains("-p sluice-control"))
+        .unwrap_or_else(|| {
+            panic!("no cargo build -p sluice-control in the build stage: {builds:?}")
+        });
+    let proxy = builds
+        .iter()
+        .find(|c| c.starts_with("proxy/release-build.sh"))
+        .unwrap_or_else(|| panic!("the proxy is not built by proxy/release-build.sh: {builds:?}"));
+    for needed in ["--release", "--locked"] {
+        assert!(
+            control.contains(needed),
+            "cargo build without {needed}: {control}"
+        );
     }
+    assert!(
+        proxy.contains("--locked"),
+        "a build without --locked: {proxy}"
+    );
     // The proxy's code layout (proxy/link-order.txt) names the functions of a build of the
     // proxy alone: built together with the control, the dependencies' features are resolved
-    // for both and most names change.
+    // for both and most names change. The script builds it alone, with its profile.
+    let script = read(&root().join("proxy/release-build.sh"));
     assert!(
-        builds
-            .iter()
-            .any(|c| c.contains("-p sluice-proxy") && !c.contains("-p sluice-control")),
-        "sluice-proxy is built on its own: {builds:?}"
+        script.contains("cargo build --release -p sluice-proxy")
+            && !script.contains("-p sluice-control"),
+        "proxy/release-build.sh builds the proxy alone, in release"
+    );
+    assert!(
+        script.contains("-Cprofile-use=$profile")
+            && script.contains("profile=$root/proxy/pgo/sluice-proxy.profdata"),
+        "proxy/release-build.sh optimises with proxy/pgo/sluice-proxy.profdata"
+    );
+    // an LLVM indexed profile (what llvm-profdata merge writes), not a raw one or a pointer
+    let profile = std::fs::read(root().join("proxy/pgo/sluice-proxy.profdata"))
+        .expect("proxy/pgo/sluice-proxy.profdata is in the repository");
+    assert!(
+        profile.starts_with(b"\xfflprofi\x81"),
+        "proxy/pgo/sluice-proxy.profdata is not an indexed LLVM profile"
     );
     // ... and by the rustc named in its first line: names carry a hash of the compiler's version.
     let list = read(&root().join("proxy/link-order.txt"));
