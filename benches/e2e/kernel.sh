@@ -3,8 +3,10 @@
 # counts user-space instructions only). For each proxy, under wrk -t1 -c64 (or, with LOAD=h2c,
 # h2load -c 32 -m 10 over h2c) pinned as in the e2e run (proxy and upstreams on core 1, the
 # load generator on core 0), it prints per 1000 requests:
-#   - perf cpu-clock samples, kernel / user (the proxy's binary and libc) / all;
-#   - the kernel symbols with the most samples;
+#   - perf cpu-clock samples of the proxy, kernel / user (its binary and libc) / all;
+#   - the whole server core's samples by process: the proxy, the upstream nginx, anything
+#     else, idle (the core is the bottleneck: these add up to the time a request takes it);
+#   - the proxy's kernel symbols with the most samples;
 # and per request: context switches of every thread of the proxy (voluntary / involuntary),
 # TCP segments out and in (nstat, loopback: both hops), bytes on the wire, and the CPU time
 # (user + system, from /proc) of the proxy and of the two upstream nginx, which share its core:
@@ -103,7 +105,8 @@ for proxy in "${PROXIES[@]}"; do
     load "$((SECS + 2))" "$url" >"$OUT/$proxy.load" &
     load_pid=$!
     sleep 1
-    perf record -q -e cpu-clock -F 4999 -g -p "$pid" -o "$OUT/$proxy.perf" -- sleep "$SECS" \
+    # the whole server core: the proxy, its upstreams and whatever else ran there
+    perf record -q -e cpu-clock -F 4999 -g -C 1 -o "$OUT/$proxy.perf" -- sleep "$SECS" \
         >/dev/null 2>&1
     wait "$load_pid"
     read -r _ rps <"$OUT/$proxy.load"
@@ -119,18 +122,43 @@ for proxy in "${PROXIES[@]}"; do
         printf "CPU per request (us, /proc ticks): proxy %.2f, upstream nginx %.2f, both %.2f\n",
             p / hz / n * 1e6, u / hz / n * 1e6, (p + u) / hz / n * 1e6
     }'
-    # perf's per-DSO sample counts, scaled to 1000 requests of the profiled span.
-    perf report -i "$OUT/$proxy.perf" --no-children --sort dso -g none --stdio -n 2>/dev/null |
-        awk -v per="$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s / 1000}')" '
-            $1 ~ /%$/ && $2 ~ /^[0-9]+$/ {
+    # perf's sample counts, scaled to 1000 requests of the profiled span: the proxy's threads
+    # by DSO, then the whole core by process.
+    per=$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s / 1000}')
+    comms=$(sort -u /proc/"$pid"/task/*/comm | paste -sd, -)
+    # fields separated by "|": a thread's name may hold spaces
+    perf report -i "$OUT/$proxy.perf" --no-children --sort comm,dso -g none --stdio -n -t '|' \
+        2>/dev/null |
+        awk -F'|' -v per="$per" -v comms=",$comms," '
+            $2 ~ /^ *[0-9]+ *$/ {
+                c = $3; gsub(/^ +| +$/, "", c)
+                who = index(comms, "," c ",") ? "proxy" : c == "nginx" ? "upstreams" : c == "swapper" ? "idle" : "other"
+                part = $4 ~ /\[kernel.kallsyms\]/ ? "kernel" : "user"
+                n[who "/" part] += $2
                 all += $2
-                if ($3 == "[kernel.kallsyms]") k += $2; else u += $2
             }
-            END {printf "perf samples per 1000 requests: kernel %.1f, user %.1f, all %.1f\n", k / per, u / per, all / per}'
-    echo "top kernel symbols (share of all samples):"
-    perf report -i "$OUT/$proxy.perf" --no-children --sort sym -g none --stdio \
-        --dsos "[kernel.kallsyms]" --percentage absolute 2>/dev/null |
-        awk -v top="$TOP" '$1 ~ /%$/ && shown++ < top {print "  " $1, $NF}'
+            END {
+                printf "perf samples per 1000 requests: kernel %.1f, user %.1f, all %.1f\n",
+                    n["proxy/kernel"] / per, n["proxy/user"] / per,
+                    (n["proxy/kernel"] + n["proxy/user"]) / per
+                printf "server core, samples per 1000 requests (4999 a second): "
+                printf "proxy %.1f + %.1f, upstreams %.1f + %.1f, other %.1f, idle %.1f (kernel + user); all %.1f\n",
+                    n["proxy/kernel"] / per, n["proxy/user"] / per, n["upstreams/kernel"] / per,
+                    n["upstreams/user"] / per, (n["other/kernel"] + n["other/user"]) / per,
+                    (n["idle/kernel"] + n["idle/user"]) / per, all / per
+            }'
+    echo "top kernel symbols of the proxy (share of its kernel samples):"
+    perf report -i "$OUT/$proxy.perf" --no-children --sort comm,dso,sym -g none --stdio -n -t '|' \
+        2>/dev/null |
+        awk -F'|' -v comms=",$comms," '
+            $2 ~ /^ *[0-9]+ *$/ && $4 ~ /\[kernel.kallsyms\]/ {
+                c = $3; gsub(/^ +| +$/, "", c)
+                if (!index(comms, "," c ",")) next
+                sym = $5; sub(/^ *\[k\] */, "", sym); gsub(/ +$/, "", sym)
+                n[sym] += $2; all += $2
+            }
+            END { for (s in n) printf "%.2f%% %s\n", 100 * n[s] / all, s }' |
+        sort -rn | awk -v top="$TOP" 'NR <= top {print "  " $0}'   # reads all: no SIGPIPE
 
     kill "$pid"
     wait "$pid" 2>/dev/null || true

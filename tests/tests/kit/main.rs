@@ -584,6 +584,36 @@ fn the_dockerfile_builds_both_binaries_into_a_small_non_root_image() {
     }
 }
 
+/// proxy/release-build.sh hands rustc the proxy's execution profile (`-Cprofile-use`). A profile
+/// this rustc's LLVM cannot read (another format version, a damaged file) is ignored with only a
+/// warning, and the shipped build quietly loses what it brings: an optimised build of a small
+/// program with it must pass without one, against the toolchain the tests are built with.
+#[test]
+fn rustc_reads_the_proxys_execution_profile() {
+    let profile = root().join("proxy/pgo/sluice-proxy.profdata");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("probe.rs");
+    std::fs::write(
+        &source,
+        "fn main() { println!(\"{}\", std::env::args().count()); }\n",
+    )
+    .expect("write the probe");
+    let out = Command::new("rustc")
+        .arg(&source)
+        .arg("-o")
+        .arg(dir.path().join("probe"))
+        .args(["-C", "opt-level=2"])
+        .arg(format!("-Cprofile-use={}", profile.display()))
+        .output()
+        .expect("run rustc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("warning"),
+        "rustc does not take {}: {stderr}",
+        profile.display()
+    );
+}
+
 /// The pod specs of the Kubernetes objects: `(where, spec)`.
 fn pod_specs() -> Vec<(String, Value)> {
     manifests()
