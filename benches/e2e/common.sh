@@ -56,10 +56,17 @@ admin_and_reload() {
     local path
     for path in metrics ready health config; do curl -s -o /dev/null "$1/$path"; done
     printf 'routes:\n  default: { stable: 80, canary: 20 }\n' >"$R/sluice/weights.yaml"
+    local metrics reloaded=0
     for _ in $(seq 100); do
-        curl -s "$1/metrics" | grep -q 'sluice_config_reloads_total{.*result="ok".*} [1-9]' && break
+        # captured first: grep -q stopping early must not fail curl's write (pipefail)
+        metrics=$(curl -s "$1/metrics" || true)
+        if grep -q 'sluice_config_reloads_total{.*result="ok".*} [1-9]' <<<"$metrics"; then
+            reloaded=1
+            break
+        fi
         sleep 0.2
     done
+    [ $reloaded = 1 ] || echo "$ME: sluice did not report the weights reload within 20 s" >&2
     rm -f "$R/sluice/weights.yaml"
 }
 

@@ -18,8 +18,9 @@
 #   PROFILE_SECONDS=4  seconds of profile per proxy (the load runs 2 s longer around it)
 #   TOP=12         kernel symbols to list
 #   LOAD=h1        h1: wrk -t1 -c64; h2c: h2load -c 32 -m 10 (prior knowledge), as the e2e run
-# Needs perf (apt install linux-perf), nstat (iproute2), nginx, wrk or h2load, curl; haproxy
-# for that proxy. Samples are statistical: compare proxies (or builds) measured in the same call, and
+# Needs perf (apt install linux-perf; the profile covers the whole server core, which needs
+# root or kernel.perf_event_paranoid <= 0), nstat (iproute2), nginx, wrk or h2load, curl;
+# haproxy for that proxy. Samples are statistical: compare proxies (or builds) measured in the same call, and
 # repeat; single runs here spread about +-5 %.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -104,10 +105,15 @@ for proxy in "${PROXIES[@]}"; do
     nstat >"$OUT/$proxy.nstat"
     load "$((SECS + 2))" "$url" >"$OUT/$proxy.load" &
     load_pid=$!
+    pids+=("$load_pid")
     sleep 1
     # the whole server core: the proxy, its upstreams and whatever else ran there
     perf record -q -e cpu-clock -F 4999 -g -C 1 -o "$OUT/$proxy.perf" -- sleep "$SECS" \
-        >/dev/null 2>&1
+        >"$OUT/$proxy.perf.log" 2>&1 || {
+        echo "$ME: perf record -C 1 failed (a CPU-wide profile needs root or" \
+            "kernel.perf_event_paranoid <= 0): $(tail -1 "$OUT/$proxy.perf.log")" >&2
+        exit 1
+    }
     wait "$load_pid"
     read -r _ rps <"$OUT/$proxy.load"
 
@@ -125,14 +131,16 @@ for proxy in "${PROXIES[@]}"; do
     # perf's sample counts, scaled to 1000 requests of the profiled span: the proxy's threads
     # by DSO, then the whole core by process.
     per=$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s / 1000}')
-    comms=$(sort -u /proc/"$pid"/task/*/comm | paste -sd, -)
-    # fields separated by "|": a thread's name may hold spaces
-    perf report -i "$OUT/$proxy.perf" --no-children --sort comm,dso -g none --stdio -n -t '|' \
+    # the samples are told apart by thread id: the proxy's threads, the upstream nginx's
+    # (master and worker), the idle task (0); fields separated by "|" (names hold spaces)
+    mine=",$(cd /proc/"$pid"/task && echo * | tr ' ' ','),"
+    theirs=",$(for p in "${upstreams[@]}"; do echo "$p"; pgrep -P "$p" || true; done | paste -sd, -),"
+    perf report -i "$OUT/$proxy.perf" --no-children --sort pid,dso -g none --stdio -n -t '|' \
         2>/dev/null |
-        awk -F'|' -v per="$per" -v comms=",$comms," '
+        awk -F'|' -v per="$per" -v mine="$mine" -v theirs="$theirs" '
             $2 ~ /^ *[0-9]+ *$/ {
-                c = $3; gsub(/^ +| +$/, "", c)
-                who = index(comms, "," c ",") ? "proxy" : c == "nginx" ? "upstreams" : c == "swapper" ? "idle" : "other"
+                t = $3; sub(/^ +/, "", t); sub(/:.*/, "", t)
+                who = index(mine, "," t ",") ? "proxy" : index(theirs, "," t ",") ? "upstreams" : t == "0" ? "idle" : "other"
                 part = $4 ~ /\[kernel.kallsyms\]/ ? "kernel" : "user"
                 n[who "/" part] += $2
                 all += $2
@@ -148,12 +156,12 @@ for proxy in "${PROXIES[@]}"; do
                     (n["idle/kernel"] + n["idle/user"]) / per, all / per
             }'
     echo "top kernel symbols of the proxy (share of its kernel samples):"
-    perf report -i "$OUT/$proxy.perf" --no-children --sort comm,dso,sym -g none --stdio -n -t '|' \
+    perf report -i "$OUT/$proxy.perf" --no-children --sort pid,dso,sym -g none --stdio -n -t '|' \
         2>/dev/null |
-        awk -F'|' -v comms=",$comms," '
+        awk -F'|' -v mine="$mine" '
             $2 ~ /^ *[0-9]+ *$/ && $4 ~ /\[kernel.kallsyms\]/ {
-                c = $3; gsub(/^ +| +$/, "", c)
-                if (!index(comms, "," c ",")) next
+                t = $3; sub(/^ +/, "", t); sub(/:.*/, "", t)
+                if (!index(mine, "," t ",")) next
                 sym = $5; sub(/^ *\[k\] */, "", sym); gsub(/ +$/, "", sym)
                 n[sym] += $2; all += $2
             }

@@ -6,8 +6,8 @@
 # Usage: benches/e2e/pgo.sh
 #   BENCH_DIR=DIR       a folder benches/e2e/run.sh has set up (its upstream nginx and sluice.yaml)
 #   LLVM_PROFDATA=PATH  the llvm-profdata to merge with (default: rustup's llvm-tools component,
-#                       else llvm-profdata-NN or llvm-profdata on PATH; LLVM 19 or newer reads
-#                       the profiles of rustc 1.95's LLVM 22, e.g. apt install llvm-19)
+#                       else llvm-profdata-NN or llvm-profdata on PATH; Debian's llvm-19 read
+#                       rustc 1.95's raw profiles: it has the same raw format version)
 # Needs cargo, nginx, wrk, h2load, curl.
 #
 # It builds an instrumented proxy (-Cprofile-generate, into target/pgo-gen so that the normal
@@ -19,8 +19,9 @@
 # left out of it, so the compiler optimises them as it would without a profile, not as cold.
 # A function whose code changed since the profile was taken loses its profile and is
 # optimised as without one: regenerate after changes to the request path. Then rebuild with
-# proxy/release-build.sh and regenerate proxy/link-order.txt from that build
-# (benches/e2e/link-order.sh), since the profile changes what is inlined.
+# proxy/release-build.sh and regenerate proxy/link-order.txt from that build and a plain one
+# (benches/e2e/link-order.sh with both binaries, benches/README.md), since the profile changes
+# what is inlined.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ME=pgo.sh
@@ -51,7 +52,7 @@ MERGE=$(profdata)
 
 echo "$ME: building the instrumented proxy into $GEN"
 CARGO_ENCODED_RUSTFLAGS="-Cprofile-generate=$GEN/profiles" \
-    cargo build --release -p sluice-proxy --target-dir "$GEN" --manifest-path "$ROOT/Cargo.toml"
+    cargo build --release --locked -p sluice-proxy --target-dir "$GEN" --manifest-path "$ROOT/Cargo.toml"
 BIN=$GEN/release/sluice-proxy
 
 OUT=$(mktemp -d)
@@ -86,4 +87,4 @@ ls "$OUT"/sluice-*.profraw >/dev/null 2>&1 || { echo "$ME: the proxy wrote no pr
 mkdir -p "$(dirname "$PROFILE")"
 "$MERGE" merge --sparse -o "$PROFILE" "$OUT"/sluice-*.profraw
 echo "$ME: wrote $PROFILE ($("$MERGE" show "$PROFILE" | awk '/^Total functions:/{print $3}') functions, with $MERGE)"
-echo "$ME: next: proxy/release-build.sh, then benches/e2e/link-order.sh"
+echo "$ME: next: proxy/release-build.sh, then proxy/link-order.txt (benches/README.md, Code layout)"

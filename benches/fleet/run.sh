@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "${BUILD:-1}" = 1 ]; then
-    cargo build --release -p sluice-proxy -p sluice-control
+    proxy/release-build.sh                      # the proxy as it ships (profile, layout)
+    cargo build --release -p sluice-control
 fi
 command -v "${ETCD:-etcd}" >/dev/null || { echo "etcd not found (apt-get install etcd-server, or ETCD=/path)" >&2; exit 1; }
 OUT=${OUT:-$(mktemp -d)/fleet.md}
