@@ -559,7 +559,11 @@ async fn a_failing_canary_is_rolled_back_from_the_shadow_step_without_serving_a_
     );
     assert_eq!(rig.canary_weights().await, [0.0]);
     assert_eq!(report.failed, 0, "{:?}", report.failures);
-    assert_eq!(control.checks("myapp", "fail").await, 2.0);
+    // counted just after the status shows the rollback
+    eventually!(
+        control.checks("myapp", "fail").await == 2.0,
+        "both failed checks counted"
+    );
     assert_eq!(control.checks("myapp", "pass").await, 0.0);
     assert!(
         message.contains("shadow") && message.contains("rolled back"),
@@ -609,13 +613,29 @@ async fn a_healthy_canary_passes_the_shadow_step_then_gets_its_first_weight() {
         users_before_50, 0,
         "users reached the canary in the shadow step"
     );
+    // The control writes the weights before it records the decision that moved them (a failed
+    // write changes nothing), so the record can trail the weight the proxy already applies.
+    const PASSED: &str = "shadow check passed";
+    eventually!(
+        control
+            .rollout("myapp")
+            .await
+            .history
+            .iter()
+            .any(|d| d.message.starts_with(PASSED)),
+        "the passed shadow check in the rollout's history"
+    );
     let history = control.rollout("myapp").await.history;
     let passed = history
         .iter()
-        .find(|d| d.message.starts_with("shadow check passed"))
+        .find(|d| d.message.starts_with(PASSED))
         .unwrap_or_else(|| panic!("no passed shadow check in {history:?}"));
     println!("shadow step passed: {}", passed.message);
-    assert!(control.checks("myapp", "pass").await >= 1.0);
+    // counted just after the status shows it
+    eventually!(
+        control.checks("myapp", "pass").await >= 1.0,
+        "the passed check counted"
+    );
     eventually!(
         user_requests(&rig.canary) > 0,
         "users reach the canary at 50%"
