@@ -20,8 +20,8 @@
 #   LOAD=h1        h1: wrk -t1 -c64; h2c: h2load -c 32 -m 10 (prior knowledge), as the e2e run
 # Needs perf (apt install linux-perf; the profile covers the whole server core, which needs
 # root or kernel.perf_event_paranoid <= 0), nstat (iproute2), nginx, wrk or h2load, curl;
-# haproxy for that proxy. Samples are statistical: compare proxies (or builds) measured in the same call, and
-# repeat; single runs here spread about +-5 %.
+# haproxy for that proxy. Samples are statistical: compare proxies (or builds) measured in the
+# same call, and repeat; single runs here spread about +-5 %.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$ROOT/target/release/sluice-proxy}
@@ -129,21 +129,27 @@ for proxy in "${PROXIES[@]}"; do
             p / hz / n * 1e6, u / hz / n * 1e6, (p + u) / hz / n * 1e6
     }'
     # perf's sample counts, scaled to 1000 requests of the profiled span: the proxy's threads
-    # by DSO, then the whole core by process.
+    # by DSO, then the whole core by process, then the proxy's kernel symbols; one report by
+    # thread, DSO and symbol gives all three. Samples are told apart by thread id: the proxy's
+    # threads, the upstream nginx's (master and worker), the idle task (0); fields separated by
+    # "|" (names hold spaces).
     per=$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s / 1000}')
-    # the samples are told apart by thread id: the proxy's threads, the upstream nginx's
-    # (master and worker), the idle task (0); fields separated by "|" (names hold spaces)
     mine=",$(cd /proc/"$pid"/task && echo * | tr ' ' ','),"
     theirs=",$(for p in "${upstreams[@]}"; do echo "$p"; pgrep -P "$p" || true; done | paste -sd, -),"
-    perf report -i "$OUT/$proxy.perf" --no-children --sort pid,dso -g none --stdio -n -t '|' \
+    perf report -i "$OUT/$proxy.perf" --no-children --sort pid,dso,sym -g none --stdio -n -t '|' \
         2>/dev/null |
-        awk -F'|' -v per="$per" -v mine="$mine" -v theirs="$theirs" '
+        awk -F'|' -v per="$per" -v mine="$mine" -v theirs="$theirs" -v syms="$OUT/$proxy.ksyms" '
             $2 ~ /^ *[0-9]+ *$/ {
                 t = $3; sub(/^ +/, "", t); sub(/:.*/, "", t)
-                who = index(mine, "," t ",") ? "proxy" : index(theirs, "," t ",") ? "upstreams" : t == "0" ? "idle" : "other"
+                who = index(mine, "," t ",") ? "proxy" : index(theirs, "," t ",") ? "upstreams" :
+                    t == "0" ? "idle" : "other"
                 part = $4 ~ /\[kernel.kallsyms\]/ ? "kernel" : "user"
                 n[who "/" part] += $2
                 all += $2
+                if (who "/" part == "proxy/kernel") {
+                    sym = $5; sub(/^ *\[k\] */, "", sym); gsub(/ +$/, "", sym)
+                    ksym[sym] += $2
+                }
             }
             END {
                 printf "perf samples per 1000 requests: kernel %.1f, user %.1f, all %.1f\n",
@@ -154,19 +160,10 @@ for proxy in "${PROXIES[@]}"; do
                     n["proxy/kernel"] / per, n["proxy/user"] / per, n["upstreams/kernel"] / per,
                     n["upstreams/user"] / per, (n["other/kernel"] + n["other/user"]) / per,
                     (n["idle/kernel"] + n["idle/user"]) / per, all / per
+                for (s in ksym) printf "%.2f%% %s\n", 100 * ksym[s] / n["proxy/kernel"], s >syms
             }'
     echo "top kernel symbols of the proxy (share of its kernel samples):"
-    perf report -i "$OUT/$proxy.perf" --no-children --sort pid,dso,sym -g none --stdio -n -t '|' \
-        2>/dev/null |
-        awk -F'|' -v mine="$mine" '
-            $2 ~ /^ *[0-9]+ *$/ && $4 ~ /\[kernel.kallsyms\]/ {
-                t = $3; sub(/^ +/, "", t); sub(/:.*/, "", t)
-                if (!index(mine, "," t ",")) next
-                sym = $5; sub(/^ *\[k\] */, "", sym); gsub(/ +$/, "", sym)
-                n[sym] += $2; all += $2
-            }
-            END { for (s in n) printf "%.2f%% %s\n", 100 * n[s] / all, s }' |
-        sort -rn | awk -v top="$TOP" 'NR <= top {print "  " $0}'   # reads all: no SIGPIPE
+    sort -rn "$OUT/$proxy.ksyms" | awk -v top="$TOP" 'NR <= top {print "  " $0}'   # no SIGPIPE
 
     kill "$pid"
     wait "$pid" 2>/dev/null || true

