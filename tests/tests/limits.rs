@@ -96,11 +96,17 @@ async fn http2_streams_past_the_limit_are_refused() {
 async fn an_upstream_past_its_connections_and_waiting_requests_is_503_overloaded() {
     let backend = Backend::spawn("app").await;
     backend.set_behavior(Behavior::Hang);
-    let proxy = Proxy::start(&config(
-        &backend.endpoint(),
-        "",
-        "    max_connections: 1\n    max_pending_requests: 1\n",
-    ));
+    // The waiting request goes by a route with a later deadline than the first one's, so the
+    // slot the first frees at its 3 s timeout is handed over well before the waiter gives up.
+    let later = "routes:\n  - name: later\n    match: { path_prefix: /later }\n    timeout: 6s\n    backends: [{ upstream: app, weight: 1 }]\n";
+    let proxy = Proxy::start(
+        &config(
+            &backend.endpoint(),
+            "",
+            "    max_connections: 1\n    max_pending_requests: 1\n",
+        )
+        .replacen("routes:\n", later, 1),
+    );
     let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let addr = proxy.http;
     // The only connection: the backend never answers.
@@ -111,8 +117,10 @@ async fn an_upstream_past_its_connections_and_waiting_requests_is_503_overloaded
         "the first request holds the connection"
     );
     // The only waiting place.
-    let waiting =
-        tokio::spawn(async move { exchange(addr, request, Duration::from_secs(10)).await });
+    let waiting = tokio::spawn(async move {
+        let request = b"GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        exchange(addr, request, Duration::from_secs(15)).await
+    });
     eventually!(
         proxy.config_json().await["upstreams"][0]["waiting_requests"] == 1,
         "the second request waits for a connection"
@@ -135,7 +143,8 @@ async fn an_upstream_past_its_connections_and_waiting_requests_is_503_overloaded
             .await,
         1.0
     );
-    // The waiting request gets the connection once the first one gives it up (route timeout).
+    // The waiting request gets the connection once the first one gives it up (its route's 3 s
+    // timeout), and times out in turn at its own route's 6 s.
     let first = holding.await.expect("first");
     assert!(first.starts_with("HTTP/1.1 504"), "{first}");
     let second = waiting.await.expect("second");
