@@ -47,7 +47,7 @@ start_upstreams "$OUT" taskset -c 1
 port_of() {
     case $1 in
         sluice) sluice_port ;;
-        haproxy) awk '/^ *bind 127.0.0.1:/{sub(/.*:/, "", $2); print $2; exit}' "$R/conf/haproxy.cfg" ;;
+        haproxy) haproxy_port ;;
     esac
 }
 

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# What the c64 latency tail is made of: the e2e run's wrk -t1 -c64 against sluice and HAProxy
+# (pinned as in the run: proxies and upstreams on core 1, wrk on core 0), once with the run's
+# 90/10 split and once with the canary's weight at 0, interleaved, with more percentiles than
+# wrk prints (50 to 99.9) from its full latency histogram. It prints the medians per proxy and
+# split and sluice's ratio to HAProxy, and the canary's share of the upstream requests.
+#
+# Usage: benches/e2e/tail.sh
+#   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its run/conf and run/sluice are used)
+#   BIN=PATH       the sluice-proxy to measure (default: target/release/sluice-proxy)
+#   ROUNDS=5       runs per proxy and split (the order alternates each round)
+#   DURATION=8     seconds per run
+# sluice's split changes through its weights file (a hot reload); HAProxy's 100/0 runs go to a
+# second HAProxy, the run's config with the canary's weight at 0 and its port + 100. Needs
+# nginx, haproxy, wrk, curl, taskset.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${BIN:-$ROOT/target/release/sluice-proxy}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-8}
+ME=tail.sh
+# shellcheck source=SCRIPTDIR/common.sh
+. "$(dirname "$0")/common.sh"
+needs nginx haproxy wrk curl taskset python3
+OUT=$BENCH_DIR/tail
+rm -rf "$OUT"
+mkdir -p "$OUT/sluice"
+cp "$R/sluice/sluice.yaml" "$OUT/sluice/"
+printf 'routes:\n  default: { stable: 90, canary: 10 }\n' >"$OUT/sluice/weights.yaml"
+start_upstreams "$OUT" taskset -c 1
+
+SPORT=$(sluice_port)
+ADMIN=http://$(sluice_admin)
+HPORT=$(haproxy_port)
+H0PORT=$((HPORT + 100))
+sed -e "s/^\( *bind 127.0.0.1:\)$HPORT/\1$H0PORT/" -e '/^ *bind 127.0.0.1:/!s/^\( *bind .*\)/#\1/' \
+    -e 's/^\( *server canary .* weight\) [0-9]*/\1 0/' -e "s#^\( *pidfile\) .*#\1 $OUT/haproxy0.pid#" \
+    "$R/conf/haproxy.cfg" >"$OUT/haproxy0.cfg"
+grep -q "weight 0" "$OUT/haproxy0.cfg" || { echo "$ME: no canary weight in $R/conf/haproxy.cfg" >&2; exit 1; }
+
+taskset -c 1 haproxy -db -f "$R/conf/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+pids+=($!)
+taskset -c 1 haproxy -db -f "$OUT/haproxy0.cfg" >"$OUT/haproxy0.log" 2>&1 &
+pids+=($!)
+taskset -c 1 "$BIN" --config "$OUT/sluice/sluice.yaml" --workers 1 --log-level warn \
+    >"$OUT/sluice.log" 2>&1 &
+pids+=($!)
+for url in "http://127.0.0.1:$SPORT/" "http://127.0.0.1:$HPORT/" "http://127.0.0.1:$H0PORT/"; do
+    wait_ready "$url"
+    curl -sf -o /dev/null "$url" || { echo "$ME: nothing answers at $url" >&2; exit 1; }
+done
+
+cat >"$OUT/pct.lua" <<'EOF'
+done = function(summary, latency, requests)
+  local s = string.format("rps=%.0f", summary.requests / (summary.duration / 1e6))
+  for _, p in ipairs({50, 90, 95, 97, 98, 99, 99.9}) do
+    s = s .. string.format(" p%s=%d", p, latency:percentile(p))
+  end
+  io.write("PCT " .. s .. "\n")
+end
+EOF
+
+# sluice's weights for the default route, then wait until its metrics show them.
+weights() {
+    printf 'routes:\n  default: { stable: %s, canary: %s }\n' "$1" "$2" >"$OUT/sluice/weights.tmp"
+    mv "$OUT/sluice/weights.tmp" "$OUT/sluice/weights.yaml"
+    local want="sluice_route_backend_weight{route=\"default\",backend=\"canary\"} $2"
+    for _ in $(seq 100); do
+        curl -s "$ADMIN/metrics" | grep -qF "$want" && return
+        sleep 0.1
+    done
+    echo "$ME: sluice did not apply the weights $1/$2" >&2
+    exit 1
+}
+
+# requests the two upstream nginx have answered: "stable canary"
+served() {
+    local b port
+    for b in stable canary; do
+        port=$(awk '/listen/{sub(/.*:/, "", $2); sub(/;/, "", $2); print $2; exit}' "$R/conf/backend-$b.conf")
+        curl -s "http://127.0.0.1:$port/__status" | awk 'NR == 3 {printf "%s ", $3}'
+    done
+}
+
+# one SPLIT NAME PORT: a run, its percentiles and the canary's share appended to results.txt
+one() {
+    local before after file=$OUT/wrk-${1/\//-}-$2-$round.txt
+    before=$(served)
+    taskset -c 0 wrk -t1 -c64 -d"${DURATION}s" -s "$OUT/pct.lua" "http://127.0.0.1:$3/" >"$file" 2>&1
+    after=$(served)
+    grep -q '^PCT' "$file" || { echo "$ME: wrk failed:" >&2; cat "$file" >&2; exit 1; }
+    echo "$1 $2 $(grep '^PCT' "$file" | cut -d' ' -f2-) $before $after" >>"$OUT/results.txt"
+}
+
+for split in 90/10 100/0; do
+    weights "${split%/*}" "${split#*/}"
+    hport=$HPORT
+    [ "$split" = 100/0 ] && hport=$H0PORT
+    for name in sluice haproxy; do   # warm-up: upstream connections, caches
+        port=$SPORT
+        [ "$name" = haproxy ] && port=$hport
+        taskset -c 0 wrk -t1 -c64 -d3s "http://127.0.0.1:$port/" >/dev/null
+    done
+    for round in $(seq "$ROUNDS"); do
+        if [ $((round % 2)) = 1 ]; then order="sluice haproxy"; else order="haproxy sluice"; fi
+        for name in $order; do
+            port=$SPORT
+            [ "$name" = haproxy ] && port=$hport
+            one "$split" "$name" "$port"
+            echo "$split $name round $round: $(tail -1 "$OUT/results.txt" | cut -d' ' -f3-10)"
+        done
+    done
+done
+
+python3 - "$OUT/results.txt" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    split, name = f[0], f[1]
+    d = {k: float(v) for k, v in (kv.split("=") for kv in f[2:10])}
+    s0, c0, s1, c1 = map(int, f[10:14])
+    d["canary%"] = 100.0 * (c1 - c0) / max(1, (s1 - s0) + (c1 - c0))
+    rows.setdefault((split, name), []).append(d)
+keys = ["rps", "p50", "p90", "p95", "p97", "p98", "p99", "p99.9", "canary%"]
+print()
+print("medians of %d runs (latency in us)" % len(next(iter(rows.values()))))
+print("| split | proxy | " + " | ".join(keys) + " |")
+print("|---|---|" + "---|" * len(keys))
+for (split, name), runs in rows.items():
+    med = [statistics.median(r[k] for r in runs) for k in keys]
+    print("| %s | %s | " % (split, name) + " | ".join("%.1f" % m if k == "canary%" else "%.0f" % m for k, m in zip(keys, med)) + " |")
+for split in ("90/10", "100/0"):
+    s, h = rows.get((split, "sluice")), rows.get((split, "haproxy"))
+    if s and h:
+        print("| %s | sluice / haproxy | " % split + " | ".join(
+            "%.2f" % (statistics.median(r[k] for r in s) / statistics.median(r[k] for r in h)) for k in keys[:-1]) + " | |")
+EOF
