@@ -1,6 +1,6 @@
-# Shared by callgrind.sh, kernel.sh, link-order.sh, pgo.sh, tail.sh and upstream-cost.sh
-# (sourced, not run): the checks, the two upstream nginx of a folder benches/e2e/run.sh has set
-# up, and stopping on exit what was started.
+# Shared by callgrind.sh, kernel.sh, link-order.sh, pgo.sh, tail.sh, tail-trace.sh and
+# upstream-cost.sh (sourced, not run): the checks, the two upstream nginx of a folder
+# benches/e2e/run.sh has set up, and stopping on exit what was started.
 # Expects ME (the script's name, for messages) and BENCH_DIR; sets R (the run's folder).
 # shellcheck shell=bash
 
@@ -33,6 +33,9 @@ start_upstreams() {
 
 # sluice_port: the port of sluice.yaml's first listener.
 sluice_port() { awk '/address: 127.0.0.1:/{sub(/.*:/, ""); print; exit}' "$R/sluice/sluice.yaml"; }
+
+# upstream_port stable|canary: the port that upstream nginx listens on.
+upstream_port() { awk '/listen/{sub(/.*:/, "", $2); sub(/;/, "", $2); print $2; exit}' "$R/conf/backend-$1.conf"; }
 
 # haproxy_port: the first bind port of the run's haproxy.cfg.
 haproxy_port() { awk '/^ *bind 127.0.0.1:/{sub(/.*:/, "", $2); print $2; exit}' "$R/conf/haproxy.cfg"; }

@@ -75,10 +75,9 @@ weights() {
 
 # requests the two upstream nginx have answered: "stable canary"
 served() {
-    local b port
+    local b
     for b in stable canary; do
-        port=$(awk '/listen/{sub(/.*:/, "", $2); sub(/;/, "", $2); print $2; exit}' "$R/conf/backend-$b.conf")
-        curl -s "http://127.0.0.1:$port/__status" | awk 'NR == 3 {printf "%s ", $3}'
+        curl -s "http://127.0.0.1:$(upstream_port $b)/__status" | awk 'NR == 3 {printf "%s ", $3}'
     done
 }
 
