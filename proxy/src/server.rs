@@ -189,23 +189,22 @@ impl Server {
     }
 }
 
-/// Periodic upkeep: histogram samples into buckets, endpoint health gauges after ejections
-/// end, expired idle upstream connections closed.
+/// Periodic upkeep, every second: endpoint health gauges after ejections end, expired idle
+/// upstream connections closed, and histogram samples into their buckets. The drain runs on
+/// this thread and its connections wait for it: every second rather than every fifth makes
+/// each stall a fifth as long (~0.15 ms instead of ~0.9 ms at 20 000 requests a second) for
+/// the same total time, and leaves a fifth of the samples (8 bytes each) waiting for it.
 async fn housekeeping(metrics: Arc<Metrics>, routing: Arc<Routing>, mut drain: DrainWatch) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = drain.started() => return,
         }
-        ticks += 1;
         let now = Instant::now();
         for endpoint in routing.snapshot().endpoints() {
             endpoint.housekeeping(now);
         }
-        if ticks.is_multiple_of(5) {
-            metrics.run_upkeep();
-        }
+        metrics.run_upkeep();
     }
 }
