@@ -189,22 +189,25 @@ impl Server {
     }
 }
 
-/// Periodic upkeep, every second: endpoint health gauges after ejections end, expired idle
-/// upstream connections closed, and histogram samples into their buckets. The drain runs on
-/// this thread and its connections wait for it: every second rather than every fifth makes
-/// each stall a fifth as long (~0.15 ms instead of ~0.9 ms at 20 000 requests a second) for
-/// the same total time, and leaves a fifth of the samples (8 bytes each) waiting for it.
+/// Periodic upkeep: histogram samples into buckets, endpoint health gauges after ejections
+/// end, expired idle upstream connections closed. The histograms every fifth tick: every tick
+/// made each drain a fifth as long and saved memory after load, but cost throughput while the
+/// weights file reloads (benches/RESULTS.md, row 22).
 async fn housekeeping(metrics: Arc<Metrics>, routing: Arc<Routing>, mut drain: DrainWatch) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = drain.started() => return,
         }
+        ticks += 1;
         let now = Instant::now();
         for endpoint in routing.snapshot().endpoints() {
             endpoint.housekeeping(now);
         }
-        metrics.run_upkeep();
+        if ticks.is_multiple_of(5) {
+            metrics.run_upkeep();
+        }
     }
 }
