@@ -43,14 +43,6 @@ needs perf nstat nginx curl taskset
 mkdir -p "$OUT"
 start_upstreams "$OUT" taskset -c 1
 
-# The port a config listens on: sluice's first listener, haproxy's first bind.
-port_of() {
-    case $1 in
-        sluice) sluice_port ;;
-        haproxy) haproxy_port ;;
-    esac
-}
-
 # "voluntary involuntary" context switches summed over the threads of $1.
 switches() {
     cat /proc/"$1"/task/*/status 2>/dev/null |
@@ -81,15 +73,9 @@ load() {
 hz=$(getconf CLK_TCK)
 
 for proxy in "${PROXIES[@]}"; do
-    case $proxy in
-        sluice) taskset -c 1 "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn \
-            >"$OUT/sluice.log" 2>&1 & ;;
-        haproxy) taskset -c 1 haproxy -db -f "$R/conf/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 & ;;
-        *) echo "kernel.sh: unknown proxy $proxy (sluice or haproxy)" >&2; exit 2 ;;
-    esac
-    pid=$!
-    pids+=("$pid")
-    url=http://127.0.0.1:$(port_of "$proxy")/
+    start_proxy "$proxy" "$OUT"
+    pid=$proxy_pid
+    url=http://127.0.0.1:$proxy_port/
     wait_ready "$url"
     load 2 "$url" >/dev/null
 

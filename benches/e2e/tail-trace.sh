@@ -43,19 +43,9 @@ for call in recvfrom sendto read write writev epoll_wait; do
 done
 
 for proxy in "${PROXIES[@]}"; do
-    case $proxy in
-        sluice)
-            taskset -c 1 "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn \
-                >"$OUT/sluice.log" 2>&1 &
-            port=$(sluice_port) ;;
-        haproxy)
-            needs haproxy
-            taskset -c 1 haproxy -db -f "$R/conf/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
-            port=$(haproxy_port) ;;
-        *) echo "$ME: $proxy: sluice or haproxy" >&2; exit 2 ;;
-    esac
-    pid=$!
-    pids+=("$pid")
+    start_proxy "$proxy" "$OUT"
+    pid=$proxy_pid
+    port=$proxy_port
     wait_ready "http://127.0.0.1:$port/"
     taskset -c 0 wrk -t1 -c64 -d3s "http://127.0.0.1:$port/" >/dev/null   # warm-up
     taskset -c 0 wrk -t1 -c64 -d5s "http://127.0.0.1:$port/" >"$OUT/wrk-$proxy.txt" &

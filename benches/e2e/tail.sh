@@ -93,19 +93,15 @@ one() {
 
 for split in 90/10 100/0; do
     weights "${split%/*}" "${split#*/}"
-    hport=$HPORT
-    [ "$split" = 100/0 ] && hport=$H0PORT
+    declare -A port=([sluice]=$SPORT [haproxy]=$HPORT)
+    [ "$split" = 100/0 ] && port[haproxy]=$H0PORT
     for name in sluice haproxy; do   # warm-up: upstream connections, caches
-        port=$SPORT
-        [ "$name" = haproxy ] && port=$hport
-        taskset -c 0 wrk -t1 -c64 -d3s "http://127.0.0.1:$port/" >/dev/null
+        taskset -c 0 wrk -t1 -c64 -d3s "http://127.0.0.1:${port[$name]}/" >/dev/null
     done
     for round in $(seq "$ROUNDS"); do
         if [ $((round % 2)) = 1 ]; then order="sluice haproxy"; else order="haproxy sluice"; fi
         for name in $order; do
-            port=$SPORT
-            [ "$name" = haproxy ] && port=$hport
-            one "$split" "$name" "$port"
+            one "$split" "$name" "${port[$name]}"
             echo "$split $name round $round: $(tail -1 "$OUT/results.txt" | cut -d' ' -f3-10)"
         done
     done
