@@ -127,8 +127,8 @@ for proxy in "${PROXIES[@]}"; do
         awk -F'|' -v per="$per" -v mine="$mine" -v theirs="$theirs" -v syms="$OUT/$proxy.ksyms" '
             $2 ~ /^ *[0-9]+ *$/ {
                 t = $3; sub(/^ +/, "", t); sub(/:.*/, "", t)
-                who = index(mine, "," t ",") ? "proxy" : index(theirs, "," t ",") ? "upstreams" :
-                    t == "0" ? "idle" : "other"
+                # on one line: mawk, the awk of Debian, takes no line break inside a ?: expression
+                who = index(mine, "," t ",") ? "proxy" : index(theirs, "," t ",") ? "upstreams" : (t == "0" ? "idle" : "other")
                 part = $4 ~ /\[kernel.kallsyms\]/ ? "kernel" : "user"
                 n[who "/" part] += $2
                 all += $2
