@@ -1,51 +1,78 @@
 #!/usr/bin/env bash
 # What the c64 latency tail is made of: the e2e run's wrk -t1 -c64 against sluice and HAProxy
-# (pinned as in the run: proxies and upstreams on core 1, wrk on core 0), once with the run's
-# 90/10 split and once with the canary's weight at 0, interleaved, with more percentiles than
-# wrk prints (50 to 99.9) from its full latency histogram. It prints the medians per proxy and
-# split and sluice's ratio to HAProxy, and the canary's share of the upstream requests.
+# (pinned as in the run: proxies and upstreams on core 1, wrk on core 0), interleaved, with more
+# percentiles than wrk prints (50 to 99.9) from its full latency histogram, in three setups:
+#   90/10         the run's split
+#   100/0         the canary's weight at 0
+#   90/10-shared  the run's split with the canary backend pointed at the stable nginx: the same
+#                 work for the proxy, one upstream process on the core instead of two
+# It prints the medians per proxy and setup and sluice's ratio to HAProxy, and the canary
+# nginx's share of the upstream requests.
 #
 # Usage: benches/e2e/tail.sh
 #   BENCH_DIR=DIR  a folder benches/e2e/run.sh has set up (its run/conf and run/sluice are used)
 #   BIN=PATH       the sluice-proxy to measure (default: target/release/sluice-proxy)
 #   ROUNDS=5       runs per proxy and split (the order alternates each round)
 #   DURATION=8     seconds per run
+#   SETUPS="90/10 100/0 90/10-shared"  the setups to run, in this order
 # sluice's split changes through its weights file (a hot reload); HAProxy's 100/0 runs go to a
-# second HAProxy, the run's config with the canary's weight at 0 and its port + 100. Needs
-# nginx, haproxy, wrk, curl, taskset.
+# second HAProxy, the run's config with the canary's weight at 0 and its port + 100. The shared
+# setup runs a second sluice (ports + 100) and a third HAProxy (port + 200) whose canary
+# backend's address is the stable nginx's. Needs nginx, haproxy, wrk, curl, taskset.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$ROOT/target/release/sluice-proxy}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
+SETUPS=${SETUPS:-90/10 100/0 90/10-shared}
 ME=tail.sh
 # shellcheck source=SCRIPTDIR/common.sh
 . "$(dirname "$0")/common.sh"
 needs nginx haproxy wrk curl taskset python3
 OUT=$BENCH_DIR/tail
 rm -rf "$OUT"
-mkdir -p "$OUT/sluice"
+mkdir -p "$OUT/sluice" "$OUT/sluice-shared"
 cp "$R/sluice/sluice.yaml" "$OUT/sluice/"
 printf 'routes:\n  default: { stable: 90, canary: 10 }\n' >"$OUT/sluice/weights.yaml"
+cp "$OUT/sluice/weights.yaml" "$OUT/sluice-shared/"
 start_upstreams "$OUT" taskset -c 1
 
 SPORT=$(sluice_port)
 ADMIN=http://$(sluice_admin)
+S2PORT=$((SPORT + 100))
 HPORT=$(haproxy_port)
 H0PORT=$((HPORT + 100))
-sed -e "s/^\( *bind 127.0.0.1:\)$HPORT/\1$H0PORT/" -e '/^ *bind 127.0.0.1:/!s/^\( *bind .*\)/#\1/' \
-    -e 's/^\( *server canary .* weight\) [0-9]*/\1 0/' -e "s#^\( *pidfile\) .*#\1 $OUT/haproxy0.pid#" \
-    "$R/conf/haproxy.cfg" >"$OUT/haproxy0.cfg"
+H2PORT=$((HPORT + 200))
+STABLE=127.0.0.1:$(upstream_port stable)
+CANARY=127.0.0.1:$(upstream_port canary)
+admin_port=${ADMIN##*:}
+sed -e "s/127.0.0.1:$SPORT\$/127.0.0.1:$S2PORT/" -e "s/127.0.0.1:$admin_port\$/127.0.0.1:$((admin_port + 100))/" \
+    -e "s/\[$CANARY\]/[$STABLE]/" "$R/sluice/sluice.yaml" >"$OUT/sluice-shared/sluice.yaml"
+grep -q "$CANARY" "$OUT/sluice-shared/sluice.yaml" && { echo "$ME: the canary's address is still in $OUT/sluice-shared/sluice.yaml" >&2; exit 1; }
+# haproxy_copy NAME PORT SED-EXPRESSION: the run's haproxy.cfg on PORT alone, changed by the
+# expression, as $OUT/NAME.cfg
+haproxy_copy() {
+    sed -e "s/^\( *bind 127.0.0.1:\)$HPORT/\1$2/" -e '/^ *bind 127.0.0.1:/!s/^\( *bind .*\)/#\1/' \
+        -e "$3" -e "s#^\( *pidfile\) .*#\1 $OUT/$1.pid#" "$R/conf/haproxy.cfg" >"$OUT/$1.cfg"
+}
+haproxy_copy haproxy0 "$H0PORT" 's/^\( *server canary .* weight\) [0-9]*/\1 0/'
 grep -q "weight 0" "$OUT/haproxy0.cfg" || { echo "$ME: no canary weight in $R/conf/haproxy.cfg" >&2; exit 1; }
+haproxy_copy haproxy-shared "$H2PORT" "s/^\( *server canary \)$CANARY/\1$STABLE/"
+grep -q "server canary $STABLE" "$OUT/haproxy-shared.cfg" || { echo "$ME: no canary server in $R/conf/haproxy.cfg" >&2; exit 1; }
 
 taskset -c 1 haproxy -db -f "$R/conf/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
 pids+=($!)
-taskset -c 1 haproxy -db -f "$OUT/haproxy0.cfg" >"$OUT/haproxy0.log" 2>&1 &
-pids+=($!)
-taskset -c 1 "$BIN" --config "$OUT/sluice/sluice.yaml" --workers 1 --log-level warn \
-    >"$OUT/sluice.log" 2>&1 &
-pids+=($!)
-for url in "http://127.0.0.1:$SPORT/" "http://127.0.0.1:$HPORT/" "http://127.0.0.1:$H0PORT/"; do
+for name in haproxy0 haproxy-shared; do
+    taskset -c 1 haproxy -db -f "$OUT/$name.cfg" >"$OUT/$name.log" 2>&1 &
+    pids+=($!)
+done
+for name in sluice sluice-shared; do
+    taskset -c 1 "$BIN" --config "$OUT/$name/sluice.yaml" --workers 1 --log-level warn \
+        >"$OUT/$name.log" 2>&1 &
+    pids+=($!)
+done
+for url in "http://127.0.0.1:$SPORT/" "http://127.0.0.1:$HPORT/" "http://127.0.0.1:$H0PORT/" \
+    "http://127.0.0.1:$S2PORT/" "http://127.0.0.1:$H2PORT/"; do
     wait_ready "$url"
     curl -sf -o /dev/null "$url" || { echo "$ME: nothing answers at $url" >&2; exit 1; }
 done
@@ -91,10 +118,14 @@ one() {
     echo "$1 $2 $(grep '^PCT' "$file" | cut -d' ' -f2-) $before $after" >>"$OUT/results.txt"
 }
 
-for split in 90/10 100/0; do
-    weights "${split%/*}" "${split#*/}"
+for split in $SETUPS; do
     declare -A port=([sluice]=$SPORT [haproxy]=$HPORT)
-    [ "$split" = 100/0 ] && port[haproxy]=$H0PORT
+    case $split in
+        90/10) weights 90 10 ;;
+        100/0) weights 100 0; port[haproxy]=$H0PORT ;;
+        90/10-shared) port=([sluice]=$S2PORT [haproxy]=$H2PORT) ;;
+        *) echo "$ME: unknown setup $split (SETUPS: 90/10 100/0 90/10-shared)" >&2; exit 1 ;;
+    esac
     for name in sluice haproxy; do   # warm-up: upstream connections, caches
         taskset -c 0 wrk -t1 -c64 -d3s "http://127.0.0.1:${port[$name]}/" >/dev/null
     done
@@ -125,7 +156,7 @@ print("|---|---|" + "---|" * len(keys))
 for (split, name), runs in rows.items():
     med = [statistics.median(r[k] for r in runs) for k in keys]
     print("| %s | %s | " % (split, name) + " | ".join("%.1f" % m if k == "canary%" else "%.0f" % m for k, m in zip(keys, med)) + " |")
-for split in ("90/10", "100/0"):
+for split in dict.fromkeys(split for split, _ in rows):
     s, h = rows.get((split, "sluice")), rows.get((split, "haproxy"))
     if s and h:
         print("| %s | sluice / haproxy | " % split + " | ".join(
