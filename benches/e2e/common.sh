@@ -1,7 +1,7 @@
 # Shared by callgrind.sh, kernel.sh, link-order.sh, pgo.sh, tail.sh, tail-trace.sh and
 # upstream-cost.sh (sourced, not run): the checks, the two upstream nginx of a folder
 # benches/e2e/run.sh has set up, and stopping on exit what was started.
-# Expects ME (the script's name, for messages) and BENCH_DIR (and BIN for start_proxy); sets R
+# Expects ME (the script's name, for messages) and BENCH_DIR (and BIN for pinned_sluice); sets R
 # (the run's folder).
 # shellcheck shell=bash
 
@@ -41,23 +41,32 @@ upstream_port() { awk '/listen/{sub(/.*:/, "", $2); sub(/;/, "", $2); print $2; 
 # haproxy_port: the first bind port of the run's haproxy.cfg.
 haproxy_port() { awk '/^ *bind 127.0.0.1:/{sub(/.*:/, "", $2); print $2; exit}' "$R/conf/haproxy.cfg"; }
 
+# pinned_sluice CONFIG LOG, pinned_haproxy CONFIG LOG: that proxy (sluice: the binary BIN) with
+# CONFIG, pinned to core 1 as in the run, its output in LOG; set proxy_pid (also added to pids).
+pinned_sluice() {
+    taskset -c 1 "$BIN" --config "$1" --workers 1 --log-level warn >"$2" 2>&1 &
+    proxy_pid=$!
+    pids+=("$proxy_pid")
+}
+pinned_haproxy() {
+    needs haproxy
+    taskset -c 1 haproxy -db -f "$1" >"$2" 2>&1 &
+    proxy_pid=$!
+    pids+=("$proxy_pid")
+}
+
 # start_proxy sluice|haproxy LOGDIR: that proxy with the run's config, pinned to core 1 as in the
 # run (sluice: the binary BIN); sets proxy_pid (also added to pids) and proxy_port.
 start_proxy() {
     case $1 in
         sluice)
-            taskset -c 1 "$BIN" --config "$R/sluice/sluice.yaml" --workers 1 --log-level warn \
-                >"$2/sluice.log" 2>&1 &
-            proxy_pid=$!
+            pinned_sluice "$R/sluice/sluice.yaml" "$2/sluice.log"
             proxy_port=$(sluice_port) ;;
         haproxy)
-            needs haproxy
-            taskset -c 1 haproxy -db -f "$R/conf/haproxy.cfg" >"$2/haproxy.log" 2>&1 &
-            proxy_pid=$!
+            pinned_haproxy "$R/conf/haproxy.cfg" "$2/haproxy.log"
             proxy_port=$(haproxy_port) ;;
         *) echo "$ME: unknown proxy $1 (sluice or haproxy)" >&2; exit 2 ;;
     esac
-    pids+=("$proxy_pid")
 }
 
 # sluice_admin: host:port of sluice.yaml's admin endpoint.

@@ -60,16 +60,12 @@ grep -q "weight 0" "$OUT/haproxy0.cfg" || { echo "$ME: no canary weight in $R/co
 haproxy_copy haproxy-shared "$H2PORT" "s/^\( *server canary \)$CANARY/\1$STABLE/"
 grep -q "server canary $STABLE" "$OUT/haproxy-shared.cfg" || { echo "$ME: no canary server in $R/conf/haproxy.cfg" >&2; exit 1; }
 
-taskset -c 1 haproxy -db -f "$R/conf/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
-pids+=($!)
+pinned_haproxy "$R/conf/haproxy.cfg" "$OUT/haproxy.log"
 for name in haproxy0 haproxy-shared; do
-    taskset -c 1 haproxy -db -f "$OUT/$name.cfg" >"$OUT/$name.log" 2>&1 &
-    pids+=($!)
+    pinned_haproxy "$OUT/$name.cfg" "$OUT/$name.log"
 done
 for name in sluice sluice-shared; do
-    taskset -c 1 "$BIN" --config "$OUT/$name/sluice.yaml" --workers 1 --log-level warn \
-        >"$OUT/$name.log" 2>&1 &
-    pids+=($!)
+    pinned_sluice "$OUT/$name/sluice.yaml" "$OUT/$name.log"
 done
 for url in "http://127.0.0.1:$SPORT/" "http://127.0.0.1:$HPORT/" "http://127.0.0.1:$H0PORT/" \
     "http://127.0.0.1:$S2PORT/" "http://127.0.0.1:$H2PORT/"; do
