@@ -1,4 +1,4 @@
-# Shared by callgrind.sh, kernel.sh, link-order.sh, pgo.sh, tail.sh, tail-trace.sh and
+# Shared by callgrind.sh, cohorts.sh, kernel.sh, link-order.sh, pgo.sh, tail.sh, tail-trace.sh and
 # upstream-cost.sh (sourced, not run): the checks, the two upstream nginx of a folder
 # benches/e2e/run.sh has set up, and stopping on exit what was started.
 # Expects ME (the script's name, for messages) and BENCH_DIR (and BIN for pinned_sluice); sets R
@@ -22,12 +22,13 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 # start_upstreams LOGDIR [PREFIX...]: the stable and canary nginx, run under PREFIX (e.g.
-# taskset -c 1, which execs nginx, so $! is nginx itself).
+# taskset -c 1, which execs nginx, so $! is nginx itself). Their configs come from
+# UPSTREAM_CONF (default: the run's conf folder).
 start_upstreams() {
     local logs=$1 b
     shift
     for b in stable canary; do
-        "$@" nginx -c "$R/conf/backend-$b.conf" -e "$logs/backend-$b.err" &
+        "$@" nginx -c "${UPSTREAM_CONF:-$R/conf}/backend-$b.conf" -e "$logs/backend-$b.err" &
         pids+=($!)
     done
 }
