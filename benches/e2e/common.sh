@@ -77,12 +77,15 @@ sluice_admin() { awk '/^admin:/{a = 1} a && /address:/{print $2; exit}' "$R/slui
 # writes a file per process and per dump; the profile wanted is the largest).
 largest() { find "$1" -name "$2" -printf '%s %p\n' | sort -rn | awk 'NR == 1 {print $2}'; }
 
-# wait_ready URL [TRIES]: until URL answers, at most TRIES (default 100) x 0.2 s.
+# wait_ready URL [TRIES]: until URL answers, at most TRIES (default 100) x 0.2 s; fails (with a
+# message) if it never does.
 wait_ready() {
     for _ in $(seq "${2:-100}"); do
         curl -sf -o /dev/null "$1" && return
         sleep 0.2
     done
+    echo "$ME: nothing answers at $1" >&2
+    return 1
 }
 
 # admin_and_reload ADMIN: calls sluice's admin endpoints at ADMIN (http://host:port), then has
