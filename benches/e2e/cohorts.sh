@@ -36,11 +36,11 @@ sed 's/return 200 /return 201 /' "$R/conf/backend-canary.conf" >"$OUT/conf/backe
 grep -q 'return 201 ' "$OUT/conf/backend-canary.conf" || { echo "$ME: no 'return 200' in $R/conf/backend-canary.conf" >&2; exit 1; }
 UPSTREAM_CONF=$OUT/conf start_upstreams "$OUT" taskset -c 1
 
-start_proxy sluice "$OUT"
-SPORT=$proxy_port
-start_proxy haproxy "$OUT"
-HPORT=$proxy_port
-declare -A port=([sluice]=$SPORT [haproxy]=$HPORT)
+declare -A port
+for name in sluice haproxy; do
+    start_proxy "$name" "$OUT"
+    port[$name]=$proxy_port
+done
 for name in sluice haproxy; do
     url=http://127.0.0.1:${port[$name]}/
     wait_ready "$url"
