@@ -221,6 +221,19 @@ impl Backend {
             .unwrap_or(0)
     }
 
+    /// Requests answered so far that did not carry header `name`: the total and the count of
+    /// `name` read together, so requests arriving meanwhile are in both or in neither.
+    pub fn hits_without_header(&self, name: &str) -> u64 {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).ok();
+        let seen = self
+            .state
+            .header_hits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let with = name.and_then(|name| seen.get(&name).copied()).unwrap_or(0);
+        self.state.hits.load(Ordering::SeqCst) - with
+    }
+
     /// The requests received on `/upload` so far, in arrival order.
     pub fn uploads(&self) -> Vec<Upload> {
         self.state
@@ -297,7 +310,6 @@ impl State {
     }
 
     async fn answer(&self, mut req: Request<Incoming>) -> Response<BoxBody> {
-        let n = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
         *self
             .last_headers
             .lock()
@@ -314,7 +326,9 @@ impl State {
             entry.0 += 1;
             entry.1 = req.headers().clone();
         }
-        {
+        // Counted last, and in one critical section with the header names, so a reader sees
+        // every record of a request it counts, and `hits_without_header` a consistent pair.
+        let n = {
             let mut seen = self
                 .header_hits
                 .lock()
@@ -322,7 +336,8 @@ impl State {
             for name in req.headers().keys() {
                 *seen.entry(name.clone()).or_default() += 1;
             }
-        }
+            self.hits.fetch_add(1, Ordering::SeqCst) + 1
+        };
         let fixed = self
             .path_status
             .lock()
