@@ -56,6 +56,8 @@ pub struct Backend {
 #[derive(Debug)]
 struct State {
     name: String,
+    /// Requests answered; counted while `header_hits` is locked, after the request's other
+    /// records.
     hits: AtomicU64,
     /// Requests received, answered or dropped.
     received: AtomicU64,
@@ -209,21 +211,18 @@ impl Backend {
 
     /// Requests answered so far that carried header `name` (any value, all paths).
     pub fn hits_with_header(&self, name: &str) -> u64 {
-        let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else {
-            return 0;
-        };
-        self.state
-            .header_hits
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&name)
-            .copied()
-            .unwrap_or(0)
+        self.hits_and_hits_with_header(name).1
     }
 
-    /// Requests answered so far that did not carry header `name`: the total and the count of
-    /// `name` read together, so requests arriving meanwhile are in both or in neither.
+    /// Requests answered so far that did not carry header `name`.
     pub fn hits_without_header(&self, name: &str) -> u64 {
+        let (hits, with) = self.hits_and_hits_with_header(name);
+        hits - with
+    }
+
+    /// All requests answered so far, and those that carried header `name`, read together:
+    /// requests arriving meanwhile are in both counts or in neither.
+    fn hits_and_hits_with_header(&self, name: &str) -> (u64, u64) {
         let name = http::HeaderName::from_bytes(name.as_bytes()).ok();
         let seen = self
             .state
@@ -231,7 +230,7 @@ impl Backend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let with = name.and_then(|name| seen.get(&name).copied()).unwrap_or(0);
-        self.state.hits.load(Ordering::SeqCst) - with
+        (self.state.hits.load(Ordering::SeqCst), with)
     }
 
     /// The requests received on `/upload` so far, in arrival order.
