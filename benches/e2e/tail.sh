@@ -15,6 +15,8 @@
 #   ROUNDS=5       runs per proxy and split (the order alternates each round)
 #   DURATION=8     seconds per run
 #   SETUPS="90/10 100/0 90/10-shared"  the setups to run, in this order
+#   UPSTREAM_CPU=1 the core of the two upstream nginx: 1 shares the proxies' core as in the
+#                  run; 0 puts them with wrk, so each proxy has its core to itself
 # sluice's split changes through its weights file (a hot reload); HAProxy's 100/0 runs go to a
 # second HAProxy, the run's config with the canary's weight at 0 and its port + 100. The shared
 # setup runs a second sluice (ports + 100) and a third HAProxy (port + 200) whose canary
@@ -25,7 +27,12 @@ BIN=${BIN:-$ROOT/target/release/sluice-proxy}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
 SETUPS=${SETUPS:-90/10 100/0 90/10-shared}
+UPSTREAM_CPU=${UPSTREAM_CPU:-1}
 ME=tail.sh
+case $UPSTREAM_CPU in
+    0 | 1) ;;
+    *) echo "$ME: UPSTREAM_CPU=$UPSTREAM_CPU: use 1 (the proxies' core) or 0 (wrk's core)" >&2; exit 2 ;;
+esac
 # shellcheck source=SCRIPTDIR/common.sh
 . "$(dirname "$0")/common.sh"
 needs nginx haproxy wrk curl taskset python3
@@ -35,7 +42,7 @@ mkdir -p "$OUT/sluice" "$OUT/sluice-shared"
 cp "$R/sluice/sluice.yaml" "$OUT/sluice/"
 printf 'routes:\n  default: { stable: 90, canary: 10 }\n' >"$OUT/sluice/weights.yaml"
 cp "$OUT/sluice/weights.yaml" "$OUT/sluice-shared/"
-start_upstreams "$OUT" taskset -c 1
+start_upstreams "$OUT" taskset -c "$UPSTREAM_CPU"
 
 SPORT=$(sluice_port)
 ADMIN=http://$(sluice_admin)
