@@ -4,6 +4,7 @@
 # Expects ME (the script's name, for messages) and BENCH_DIR (and BIN for pinned_sluice); sets R
 # (the run's folder).
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # proxy_port and CG_IR are read by the scripts that source this file
 
 : "${BENCH_DIR:?set BENCH_DIR to a folder benches/e2e/run.sh has run in}"
 R=$BENCH_DIR/run

@@ -67,6 +67,7 @@ die()  { echo "ERROR: $*" | tee -a "$OUT/notes.txt" >&2; exit 1; }
 
 # ---------------------------------------------------------------- process bookkeeping
 PIDS=()
+declare -A PID   # PID[name]: the PID of each server start() ran (name with - as _)
 cleanup() {
     local i pid
     trap - INT TERM
@@ -90,7 +91,7 @@ start() {
     local pid=$!
     PIDS+=("$pid")
     echo "$name $pid" >>"$OUT/pids.txt"
-    eval "PID_${name//-/_}=$pid"
+    PID[${name//-/_}]=$pid
 }
 stop_pid() {   # stop one process we started (a peer that failed to come up)
     local pid=$1
@@ -184,8 +185,12 @@ if [ "$H2" = 1 ] && ! command -v h2load >/dev/null; then note "h2load missing: h
 ENVOY=${ENVOY:-}
 if [[ " ${WANT_PEERS[*]} " == *" envoy "* ]] && [ -z "$ENVOY" ]; then
     find_envoy() {
-        command -v envoy 2>/dev/null ||
-            ls "$W"/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1
+        command -v envoy 2>/dev/null && return
+        local f
+        for f in "$W"/.venv/lib/python3*/site-packages/envoy/_bin/envoy; do
+            [ -x "$f" ] && { echo "$f"; return; }
+        done
+        return 0
     }
     ENVOY=$(find_envoy)
     if [ -z "$ENVOY" ] && [ "$INSTALL" = 1 ]; then
@@ -257,10 +262,12 @@ cat "$OUT/machine.txt" "$OUT/versions.txt"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null   # haproxy maxconn 8000 wants ~16k fds
 start backend-stable taskset -c $SRVCPU nginx -c "$C/backend-stable.conf" -e "$W/logs/backend-stable.err"
 start backend-canary taskset -c $SRVCPU nginx -c "$C/backend-canary.conf" -e "$W/logs/backend-canary.err"
-wait_port 18081 "$PID_backend_stable" && wait_port 18082 "$PID_backend_canary" ||
+if ! wait_port 18081 "${PID[backend_stable]}" || ! wait_port 18082 "${PID[backend_canary]}"; then
     die "upstream nginx did not start, see $W/logs/backend-*.out"
-[ "$(curl -s http://127.0.0.1:18081/)" = stable ] && [ "$(curl -s http://127.0.0.1:18082/)" = canary ] ||
+fi
+if [ "$(curl -s http://127.0.0.1:18081/)" != stable ] || [ "$(curl -s http://127.0.0.1:18082/)" != canary ]; then
     die "upstreams do not answer stable/canary"
+fi
 
 TARGETS=()
 [ "$DIRECT" = 1 ] && TARGETS+=(direct)
@@ -269,10 +276,10 @@ ready=0
 for _ in $(seq 100); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$SLUICE_ADMIN/ready")" = 200 ] &&
         { ready=1; break; }
-    kill -0 "$PID_sluice" 2>/dev/null || break
+    kill -0 "${PID[sluice]}" 2>/dev/null || break
     sleep 0.1
 done
-if [ $ready != 1 ] || ! wait_port "${PORT[sluice]}" "$PID_sluice"; then
+if [ $ready != 1 ] || ! wait_port "${PORT[sluice]}" "${PID[sluice]}"; then
     tail -20 "$W/logs/sluice.out" >&2
     die "sluice did not become ready (admin /ready on $SLUICE_ADMIN), log: $W/logs/sluice.out"
 fi
@@ -280,7 +287,7 @@ TARGETS+=(sluice)
 
 peer_up() {   # NAME: wait for it; on failure stop it and skip it with a note
     local n=$1 pid
-    pid=$(eval echo "\${PID_$n:-}")
+    pid=${PID[$n]:-}
     if wait_port "${PORT[$n]}" "$pid"; then
         TARGETS+=("$n")
     else
@@ -316,15 +323,15 @@ echo "targets: ${TARGETS[*]}"
 
 # PID whose memory we report per proxy (nginx: its single worker; the master is reported too)
 declare -A MPID
-MPID[sluice]=$PID_sluice
-[ "$DIRECT" = 1 ] && MPID[direct]=$(child_of "$PID_backend_stable")
+MPID[sluice]=${PID[sluice]}
+[ "$DIRECT" = 1 ] && MPID[direct]=$(child_of "${PID[backend_stable]}")
 for n in "${TARGETS[@]}"; do
     case $n in
-        nginx) MPID[nginx]=$(child_of "$PID_nginx") ;;
-        nginx_work) MPID[nginx_work]=$(child_of "$PID_nginx_work") ;;
-        haproxy) MPID[haproxy]=$PID_haproxy ;;
-        haproxy_work) MPID[haproxy_work]=$PID_haproxy_work ;;
-        envoy) MPID[envoy]=$PID_envoy ;;
+        nginx) MPID[nginx]=$(child_of "${PID[nginx]}") ;;
+        nginx_work) MPID[nginx_work]=$(child_of "${PID[nginx_work]}") ;;
+        haproxy) MPID[haproxy]=${PID[haproxy]} ;;
+        haproxy_work) MPID[haproxy_work]=${PID[haproxy_work]} ;;
+        envoy) MPID[envoy]=${PID[envoy]} ;;
     esac
 done
 {
@@ -363,7 +370,7 @@ rss_snap() {
         echo "$n ${MPID[$n]} $1 $(rss_kb "${MPID[$n]}") $(hwm_kb "${MPID[$n]}")" >>"$OUT/rss.txt"
     done
     [ -n "${MPID[nginx]:-}" ] &&
-        echo "nginx-master $PID_nginx $1 $(rss_kb "$PID_nginx") $(hwm_kb "$PID_nginx")" >>"$OUT/rss.txt"
+        echo "nginx-master ${PID[nginx]} $1 $(rss_kb "${PID[nginx]}") $(hwm_kb "${PID[nginx]}")" >>"$OUT/rss.txt"
     echo "RSS $1 (kB):$(awk -v ph="$1" '$3==ph{printf " %s=%s", $1, $4}' "$OUT/rss.txt")"
 }
 sleep 1
@@ -378,7 +385,7 @@ rss_snap idle
 # fields) is work for them too.
 printf "kind\ttarget\tset\trep\tcpu%s_busy\tcpu%s_busy\tsteal%s\tstable_req\tcanary_req\tbackend_new_conns\tproxy_utime_ticks\tproxy_stime_ticks\tupstream_ticks\n" \
     $LOADCPU $SRVCPU $SRVCPU >"$OUT/meta.tsv"
-UPIDS=("$(child_of "$PID_backend_stable")" "$(child_of "$PID_backend_canary")")
+UPIDS=("$(child_of "${PID[backend_stable]}")" "$(child_of "${PID[backend_canary]}")")
 # user + system ticks of the upstream nginx workers, summed
 upstream_ticks() { local p t=0 u; for p in "${UPIDS[@]}"; do read -ra u <<<"$(proc_ticks "$p")"; t=$((t + u[0] + u[1])); done; echo $t; }
 measured() {   # KIND NAME SET REP OUTFILE cmd... : run cmd on the load core, output to OUTFILE, record meta
@@ -463,7 +470,7 @@ rss_snap settled2
 weights_90='routes:\n  default: { stable: 90, canary: 10 }\n'
 weights_80='routes:\n  default: { stable: 80, canary: 20 }\n'
 write_weights() {   # TEXT: atomic replace of $SDIR/weights.yaml
-    printf "$1" >"$SDIR/.weights.yaml.tmp" && mv -f "$SDIR/.weights.yaml.tmp" "$SDIR/weights.yaml"
+    printf '%b' "$1" >"$SDIR/.weights.yaml.tmp" && mv -f "$SDIR/.weights.yaml.tmp" "$SDIR/weights.yaml"
 }
 if [ "$RELOAD" = 1 ]; then
     echo "reload under load: wrk -t1 -c64 -d$DUR on sluice, weights file rewritten every 100 ms vs not, $REPS reps"
@@ -478,12 +485,13 @@ if [ "$RELOAD" = 1 ]; then
         ok0=$(sluice_reloads ok); err0=$(sluice_reloads error)
         cnt="$OUT/reload-writes-r$rep.txt"
         # the writer is a child bash on the load core; it counts its writes in $cnt
+        # shellcheck disable=SC2016 # the child bash expands its own $1..$4
         taskset -c $LOADCPU bash -c '
             d=$1 cnt=$2 a=$3 b=$4 n=0
             trap "exit 0" TERM   # exit between writes, after reaping its sleep
             while :; do
                 if [ $((n % 2)) = 0 ]; then t=$b; else t=$a; fi
-                printf "$t" >"$d/.weights.yaml.tmp" && mv -f "$d/.weights.yaml.tmp" "$d/weights.yaml"
+                printf "%b" "$t" >"$d/.weights.yaml.tmp" && mv -f "$d/.weights.yaml.tmp" "$d/weights.yaml"
                 n=$((n + 1)); echo $n >"$cnt"
                 sleep 0.1
             done' _ "$SDIR" "$cnt" "$weights_90" "$weights_80" &
@@ -506,7 +514,7 @@ fi
 
 # ---------------------------------------------------------------- wrap up
 curl -s --max-time 2 "http://127.0.0.1:$SLUICE_ADMIN/metrics" >"$OUT/sluice-metrics.txt"
-kill -0 "$PID_sluice" 2>/dev/null || note "sluice is no longer running at the end of the run!"
+kill -0 "${PID[sluice]}" 2>/dev/null || note "sluice is no longer running at the end of the run!"
 mkdir -p "$OUT/logs" && cp "$W"/logs/* "$OUT/logs/" 2>/dev/null
 echo
 python3 "$B/analyze.py" "$OUT" || die "analyze.py failed"
