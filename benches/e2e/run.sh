@@ -327,11 +327,8 @@ MPID[sluice]=${PID[sluice]}
 [ "$DIRECT" = 1 ] && MPID[direct]=$(child_of "${PID[backend_stable]}")
 for n in "${TARGETS[@]}"; do
     case $n in
-        nginx) MPID[nginx]=$(child_of "${PID[nginx]}") ;;
-        nginx_work) MPID[nginx_work]=$(child_of "${PID[nginx_work]}") ;;
-        haproxy) MPID[haproxy]=${PID[haproxy]} ;;
-        haproxy_work) MPID[haproxy_work]=${PID[haproxy_work]} ;;
-        envoy) MPID[envoy]=${PID[envoy]} ;;
+        nginx | nginx_work) MPID[$n]=$(child_of "${PID[$n]}") ;;
+        haproxy | haproxy_work | envoy) MPID[$n]=${PID[$n]} ;;
     esac
 done
 {
